@@ -1,0 +1,130 @@
+"""Start-up: what development creates by itself, what production checks, and the wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import httpx
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from app.domain.ports import Clock, KeyProtector, PhoneVerifier
+from app.pki.ca import Profile, ca_exists, create_ca, load_ca, save_ca
+from app.pki.keys import KdfParams
+from app.services.auth import AuthService
+from app.services.certificates import CertificateService
+from app.services.custody import KeyCustody
+from app.services.issuer import Issuer
+from app.services.secrets import ServerSecrets, StartupError, load_secrets
+from app.services.verifications import VerificationService
+from app.settings import Settings
+from app.storage import migrate
+from app.storage.db import Database, make_engine
+from app.storage.keyring import LocalKeyRing
+from app.verifiers.registry import build_verifier
+
+log = logging.getLogger(__name__)
+
+
+def check_configuration(settings: Settings) -> ServerSecrets:
+    """Everything that can be refused before anything is touched.
+
+    :raises StartupError: one line naming the problem.
+    """
+    if settings.is_production and settings.verifier.kind == "sandbox":
+        raise StartupError("the sandbox phone verifier is refused in production; set "
+                           "CERTCLOUD_VERIFIER__KIND=provider")
+    return load_secrets(settings)
+
+
+def init_ca(settings: Settings, clock: Clock) -> None:
+    """``certcloud ca init``: a new CA in the data directory; refuses to replace one."""
+    if ca_exists(settings.ca_dir):
+        raise StartupError(f"a CA already exists in {settings.ca_dir}")
+    ca = create_ca(common_name=settings.ca.common_name, organization=settings.ca.organization,
+                   country=settings.ca.country, now=clock.now(),
+                   validity_years=settings.ca.validity_years)
+    save_ca(ca, settings.ca_dir)
+
+
+def bootstrap_development(settings: Settings, clock: Clock) -> None:
+    """First start in development: schema, CA and key ring, each only if missing."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
+    if not settings.keyring_path.exists():
+        LocalKeyRing.create(settings.keyring_path, clock.now())
+        log.info("created a local key ring", extra={"path": str(settings.keyring_path)})
+    if not ca_exists(settings.ca_dir):
+        init_ca(settings, clock)
+        log.info("created a development CA", extra={"path": str(settings.ca_dir)})
+
+
+async def check_schema(db: Database, settings: Settings) -> None:
+    """Production never migrates by itself: the schema must already be at head."""
+    heads = set(ScriptDirectory.from_config(
+        migrate.alembic_config(settings.resolved_database_url)).get_heads())
+    async with db.engine.connect() as conn:
+        current = await conn.run_sync(
+            lambda sync: set(MigrationContext.configure(sync).get_current_heads()))
+    if current != heads:
+        raise StartupError("the database schema is not current; run `certcloud db upgrade`")
+
+
+def load_key_protector(settings: Settings) -> KeyProtector:
+    try:
+        return LocalKeyRing.load(settings.keyring_path)
+    except FileNotFoundError:
+        raise StartupError(f"no key ring at {settings.keyring_path}; run `certcloud ca init` "
+                           "(it creates the key ring too)") from None
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+    db: Database
+    http: httpx.AsyncClient
+    verifier: PhoneVerifier
+    protector: KeyProtector
+    issuer: Issuer
+    auth: AuthService
+    verifications: VerificationService
+    certificates: CertificateService
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.db.dispose()
+
+
+async def build_container(settings: Settings, clock: Clock,
+                          verifier: PhoneVerifier | None = None) -> Container:
+    secrets_ = check_configuration(settings)
+    if not settings.is_production:
+        await asyncio.to_thread(bootstrap_development, settings, clock)
+    if not ca_exists(settings.ca_dir):
+        raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
+    protector = load_key_protector(settings)
+    ca = load_ca(settings.ca_dir)
+    db = Database(make_engine(settings.resolved_database_url,
+                              timeout_seconds=settings.database_timeout_seconds))
+    try:
+        if settings.is_production:
+            await check_schema(db, settings)
+    except Exception:
+        await db.dispose()
+        raise
+    http = httpx.AsyncClient(timeout=settings.verifier.timeout_seconds)
+    verifier = verifier or build_verifier(settings, clock, http)
+    issuer = Issuer(ca, Profile(settings.ca.policy_oid, settings.public_base_url),
+                    settings.ca.user_key_algorithm)
+    kdf = KdfParams(settings.argon2.time_cost, settings.argon2.memory_kib,
+                    settings.argon2.parallelism)
+    custody = KeyCustody(protector, kdf)
+    return Container(
+        settings=settings, clock=clock, db=db, http=http, verifier=verifier,
+        protector=protector, issuer=issuer,
+        auth=AuthService(db, secrets_, settings.oauth, clock),
+        verifications=VerificationService(db, verifier, secrets_, clock),
+        certificates=CertificateService(db, issuer, custody, secrets_, clock))

@@ -1,0 +1,57 @@
+"""Dependency aliases for the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2, SecurityScopes
+
+from app.bootstrap import Container
+from app.domain.errors import Forbidden, Unauthenticated
+from app.services.auth import Principal, Scope
+
+SCOPE_DESCRIPTIONS = {
+    Scope.ISSUE.value: "Start verifications; issue, reissue and unlock certificates",
+    Scope.READ.value: "Read and look up certificates",
+    Scope.REVOKE.value: "Revoke certificates",
+    Scope.SIGN.value: "Sign with a certificate's key, change its PIN, CSC API",
+    Scope.AUDIT.value: "Read the audit trail (operators only)",
+}
+
+oauth2_scheme = OAuth2(
+    flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(
+        tokenUrl="/oauth2/token", scopes=SCOPE_DESCRIPTIONS)),
+    scheme_name="bank_client", auto_error=False,
+    description="OAuth2 client credentials for bank front-ends")
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+async def current_principal(
+    security_scopes: SecurityScopes, container: ContainerDep,
+    authorization: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    """401 for a missing or bad token, 403 for a token without the operation's scope."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("a Bearer access token is required", code="token_missing")
+    principal = await container.auth.authenticate(token.strip())
+    missing = [scope for scope in security_scopes.scopes if scope not in principal.scopes]
+    if missing:
+        raise Forbidden(f"the token lacks the scope {' '.join(missing)}", code="scope_missing")
+    return principal
+
+
+IssueClient = Annotated[Principal, Security(current_principal, scopes=[Scope.ISSUE.value])]
+ReadClient = Annotated[Principal, Security(current_principal, scopes=[Scope.READ.value])]
+RevokeClient = Annotated[Principal, Security(current_principal, scopes=[Scope.REVOKE.value])]
+SignClient = Annotated[Principal, Security(current_principal, scopes=[Scope.SIGN.value])]
+AuditClient = Annotated[Principal, Security(current_principal, scopes=[Scope.AUDIT.value])]

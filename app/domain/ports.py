@@ -1,0 +1,48 @@
+"""The small interfaces the use cases need; storage/, pki/ and verifiers/ implement them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class PhoneVerifier(Protocol):
+    """Delivers a verification to a phone. The service makes and checks the codes itself.
+
+    Adapters raise :class:`app.domain.errors.DependencyUnavailable` when the provider is down,
+    times out or refuses the request, and never put the code in a log or an exception.
+    """
+
+    slug: str
+
+    async def send_sms(self, *, verification_id: str, phone: str, text: str, code: str) -> None:
+        """Send ``text`` (which contains ``code``) by SMS to ``phone`` (E.164)."""
+        ...
+
+    async def start_call(self, *, verification_id: str, phone: str) -> None:
+        """Place an ARS voice call to ``phone`` that asks the person to key in the code shown
+        on their screen. The digits come back later through the adapter's signed callback (or
+        the sandbox keypad), which the service checks against the code."""
+        ...
+
+
+class KeyProtector(Protocol):
+    """The server master-key layer (the outer lock around a user key).
+
+    ``wrap`` uses the newest master key and returns its id with the blob; ``unwrap`` accepts a
+    blob from any key still held. ``associated_data`` binds the blob to its owner record.
+    Implementations raise :class:`app.domain.errors.DependencyUnavailable` when the key store
+    is unreachable, and ``ValueError`` for a blob that fails authentication.
+    """
+
+    async def wrap(self, plaintext: bytes, associated_data: bytes) -> tuple[str, bytes]: ...
+
+    async def unwrap(self, key_id: str, blob: bytes, associated_data: bytes) -> bytes: ...
+
+    def current_key_id(self) -> str: ...

@@ -1,0 +1,178 @@
+"""The issuing CA: its key and certificate, and the end-entity certificate profile."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+CA_KEY_FILE = "ca.key.pem"
+CA_CERT_FILE = "ca.cert.pem"
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """The CA's signing key (a file key, or any object with the cryptography key interface,
+    such as a token-backed key) and its certificate."""
+
+    key: CertificateIssuerPrivateKeyTypes
+    certificate: x509.Certificate
+
+    @property
+    def certificate_der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What goes into every end-entity certificate besides the subject and key."""
+
+    policy_oid: str
+    public_base_url: str
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"{self.public_base_url}/ocsp"
+
+    @property
+    def ca_issuers_url(self) -> str:
+        return f"{self.public_base_url}/ca/certificate"
+
+    @property
+    def crl_url(self) -> str:
+        return f"{self.public_base_url}/crl"
+
+
+def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | hashes.SHA384:
+    return hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) else hashes.SHA256()
+
+
+def create_ca(
+    *, common_name: str, organization: str, country: str, now: datetime, validity_years: int
+) -> CertificateAuthority:
+    """Make a new RSA-3072 root for issuing personal certificates."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    return CertificateAuthority(key, self_sign_ca(key, common_name=common_name,
+                                                  organization=organization, country=country,
+                                                  now=now, validity_years=validity_years))
+
+
+def self_sign_ca(
+    key: CertificateIssuerPrivateKeyTypes, *, common_name: str, organization: str, country: str,
+    now: datetime, validity_years: int,
+) -> x509.Certificate:
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, country),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+    public_key = key.public_key()
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365 * validity_years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                       critical=False)
+        .sign(key, _hash_for(key))
+    )
+
+
+def save_ca(ca: CertificateAuthority, directory: Path) -> None:
+    """Write the key (mode 0600) and the certificate; refuses to overwrite an existing CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path, cert_path = directory / CA_KEY_FILE, directory / CA_CERT_FILE
+    if key_path.exists() or cert_path.exists():
+        raise FileExistsError(f"a CA already exists in {directory}")
+    key_pem = ca.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key_pem)
+    cert_path.write_bytes(ca.certificate_pem)
+
+
+def ca_exists(directory: Path) -> bool:
+    return (directory / CA_CERT_FILE).exists()
+
+
+def load_ca(directory: Path) -> CertificateAuthority:
+    """:raises FileNotFoundError: when no CA was initialised there."""
+    key = serialization.load_pem_private_key((directory / CA_KEY_FILE).read_bytes(), None)
+    cert = x509.load_pem_x509_certificate((directory / CA_CERT_FILE).read_bytes())
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("the CA key must be RSA or EC")
+    return CertificateAuthority(key, cert)
+
+
+def subject_for(name: str, person_id: str) -> x509.Name:
+    """The holder's name and a unique id; never the RRN."""
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "KR"),
+        x509.NameAttribute(NameOID.COMMON_NAME, name),
+        x509.NameAttribute(NameOID.SERIAL_NUMBER, person_id),
+    ])
+
+
+def issue_end_entity(
+    ca: CertificateAuthority, profile: Profile, *, public_key: CertificatePublicKeyTypes,
+    subject: x509.Name, serial: int, not_before: datetime, not_after: datetime,
+) -> x509.Certificate:
+    """Sign a personal signing certificate: digitalSignature + nonRepudiation, no EKU (so CMS
+    verifiers accept it for any purpose), the service policy, AIA and CRL distribution point."""
+    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=True, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                       critical=False)
+        .add_extension(x509.CertificatePolicies([
+            x509.PolicyInformation(x509.ObjectIdentifier(profile.policy_oid), None)]),
+            critical=False)
+        .add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(profile.ocsp_url)),
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(profile.ca_issuers_url)),
+        ]), critical=False)
+        .add_extension(x509.CRLDistributionPoints([
+            x509.DistributionPoint([x509.UniformResourceIdentifier(profile.crl_url)],
+                                   None, None, None)]), critical=False)
+        .sign(ca.key, _hash_for(ca.key))
+    )

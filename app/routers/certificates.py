@@ -1,0 +1,105 @@
+"""Certificate lifecycle endpoints for bank front-ends."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.deps import ContainerDep, IssueClient, ReadClient, RevokeClient, SignClient
+from app.domain.certificates import RevocationReason
+from app.routers.problems import problem_responses
+from app.routers.schemas import (
+    CertificateCreate,
+    CertificateList,
+    CertificatePublic,
+    LookupRequest,
+    PinChange,
+    ReissueRequest,
+    RevokeRequest,
+    UnlockRequest,
+)
+from app.services.certificates import PersonDetails
+
+router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
+
+
+@router.post("", status_code=201, response_model=CertificatePublic,
+             operation_id="issue_certificate", summary="Issue a certificate",
+             responses=problem_responses(401, 403, 404, 409, 413, 422, 503))
+async def issue_certificate(body: CertificateCreate, principal: IssueClient,
+                            container: ContainerDep) -> CertificatePublic:
+    certificate = await container.certificates.issue(
+        client_id=principal.client_id, verification_id=body.verification_id,
+        person=PersonDetails(body.person.name, body.person.rrn, body.person.phone,
+                             body.person.email),
+        terms_accepted=body.terms_accepted,
+        account_password_verified=body.bank_checks.account_password_verified,
+        contact_confirmed=body.bank_checks.contact_confirmed, pin=body.pin)
+    return CertificatePublic.of(certificate, container.clock.now())
+
+
+@router.post("/lookup", response_model=CertificateList, operation_id="lookup_certificates",
+             summary="Find a person's certificates by RRN (newest first)",
+             responses=problem_responses(401, 403, 422))
+async def lookup_certificates(body: LookupRequest, _principal: ReadClient,
+                              container: ContainerDep) -> CertificateList:
+    found = await container.certificates.lookup(body.rrn)
+    now = container.clock.now()
+    return CertificateList(data=[CertificatePublic.of(c, now) for c in found], count=len(found))
+
+
+@router.get("/{certificate_id}", response_model=CertificatePublic,
+            operation_id="get_certificate", summary="Read a certificate",
+            responses=problem_responses(401, 403, 404))
+async def get_certificate(certificate_id: str, _principal: ReadClient,
+                          container: ContainerDep) -> CertificatePublic:
+    certificate = await container.certificates.get(certificate_id)
+    return CertificatePublic.of(certificate, container.clock.now())
+
+
+@router.post("/{certificate_id}/reissue", status_code=201, response_model=CertificatePublic,
+             operation_id="reissue_certificate",
+             summary="Reissue with a new key and PIN after a phone verification",
+             responses=problem_responses(401, 403, 404, 409, 422, 503))
+async def reissue_certificate(certificate_id: str, body: ReissueRequest,
+                              principal: IssueClient,
+                              container: ContainerDep) -> CertificatePublic:
+    certificate = await container.certificates.reissue(
+        client_id=principal.client_id, certificate_id=certificate_id,
+        verification_id=body.verification_id, pin=body.pin)
+    return CertificatePublic.of(certificate, container.clock.now())
+
+
+@router.post("/{certificate_id}/unlock", response_model=CertificatePublic,
+             operation_id="unlock_certificate",
+             summary="Clear a PIN lockout after a phone verification (the PIN stays)",
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def unlock_certificate(certificate_id: str, body: UnlockRequest, principal: IssueClient,
+                             container: ContainerDep) -> CertificatePublic:
+    certificate = await container.certificates.unlock(
+        client_id=principal.client_id, certificate_id=certificate_id,
+        verification_id=body.verification_id)
+    return CertificatePublic.of(certificate, container.clock.now())
+
+
+@router.post("/{certificate_id}/pin", response_model=CertificatePublic,
+             operation_id="change_pin", summary="Change the PIN (the key is rewrapped)",
+             responses=problem_responses(401, 403, 404, 409, 422, 423))
+async def change_pin(certificate_id: str, body: PinChange, _principal: SignClient,
+                     container: ContainerDep) -> CertificatePublic:
+    certificate = await container.certificates.change_pin(
+        certificate_id=certificate_id, pin=body.pin, new_pin=body.new_pin)
+    return CertificatePublic.of(certificate, container.clock.now())
+
+
+@router.post("/{certificate_id}/revoke", response_model=CertificatePublic,
+             operation_id="revoke_certificate",
+             summary="Revoke, proven by the PIN or a phone verification (idempotent)",
+             responses=problem_responses(401, 403, 404, 409, 422, 423))
+async def revoke_certificate(certificate_id: str, body: RevokeRequest,
+                             principal: RevokeClient,
+                             container: ContainerDep) -> CertificatePublic:
+    certificate = await container.certificates.revoke(
+        client_id=principal.client_id, certificate_id=certificate_id,
+        reason=RevocationReason.from_api_name(body.reason), pin=body.pin,
+        verification_id=body.verification_id)
+    return CertificatePublic.of(certificate, container.clock.now())

@@ -1,0 +1,88 @@
+"""The edge: every error becomes application/problem+json (RFC 9457) with a stable code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+STATUS_BY_KIND = {
+    "invalid": 422, "not_found": 404, "conflict": 409, "pin_invalid": 403, "pin_locked": 423,
+    "unauthenticated": 401, "forbidden": 403, "rate_limited": 429, "unavailable": 503,
+}
+_CODE_BY_STATUS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden",
+                   404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
+                   413: "body_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+                   429: "rate_limited", 503: "dependency_unavailable"}
+
+
+def problem(status: int, code: str, title: str, detail: str,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": f"https://certcloud.dev/problems/{code}", "title": title, "status": status,
+            "detail": detail, "code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = STATUS_BY_KIND.get(exc.kind, 400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:
+        log.warning("dependency unavailable", extra={"code": exc.code})
+    return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        # Echo where and why, never the submitted value (it may be a PIN or an RRN).
+        errors.append({"loc": [str(part) for part in error.get("loc", ())],
+                       "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))})
+    malformed = any(e["type"] == "json_invalid" for e in errors)
+    code = "malformed_json" if malformed else "invalid_request"
+    detail = "the request body is not valid JSON" if malformed else "; ".join(
+        f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+    return problem(422, code, "Invalid request", detail, errors=errors)
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, code.replace("_", " ").capitalize(), str(exc.detail),
+                   dict(exc.headers) if exc.headers else None)
+
+
+def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+PROBLEM_RESPONSE: dict[str, Any] = {
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {401: "Missing or invalid token", 403: "Missing scope or wrong PIN",
+                    404: "Unknown id", 409: "State conflict", 413: "Body too large",
+                    422: "Invalid fields", 423: "Certificate locked", 429: "Too many requests",
+                    503: "A dependency is down"}
+    return {status: {"description": descriptions.get(status, "Error"), **PROBLEM_RESPONSE}
+            for status in statuses}

@@ -1,0 +1,72 @@
+"""The sandbox provider (development only) and the ARS providers' signed callbacks."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from app.deps import ContainerDep
+from app.domain.errors import DomainError, NotFound
+from app.domain.verification import normalize_phone
+from app.routers.problems import problem_responses
+from app.routers.schemas import KeypadRequest, SandboxMessage, VerificationPublic
+from app.verifiers.registry import ProviderVerifier
+from app.verifiers.sandbox import SandboxVerifier
+
+router = APIRouter(tags=["sandbox"])
+callbacks_router = APIRouter(tags=["callbacks"])
+
+
+def _sandbox(container: ContainerDep) -> SandboxVerifier:
+    if not isinstance(container.verifier, SandboxVerifier):
+        raise NotFound("the sandbox is not available", code="not_found")
+    return container.verifier
+
+
+@router.get("/sandbox/messages", response_model=list[SandboxMessage],
+            operation_id="sandbox_messages", summary="SMS the sandbox would have sent",
+            responses=problem_responses(404, 422))
+async def sandbox_messages(container: ContainerDep,
+                           phone: str | None = Query(None, max_length=32)
+                           ) -> list[SandboxMessage]:
+    sandbox = _sandbox(container)
+    wanted = normalize_phone(phone) if phone is not None else None
+    return [SandboxMessage(phone=m.phone, text=m.text, code=m.code, sent_at=m.sent_at)
+            for m in sandbox.messages(wanted)]
+
+
+@router.post("/sandbox/ars/{verification_id}/keypad", response_model=VerificationPublic,
+             operation_id="sandbox_ars_keypad",
+             summary="Simulate the person keying digits in during the ARS call",
+             responses=problem_responses(404, 409, 422))
+async def sandbox_keypad(verification_id: str, body: KeypadRequest,
+                         container: ContainerDep) -> VerificationPublic:
+    _sandbox(container)
+    verification = await container.verifications.confirm_keypad(
+        verification_id=verification_id, digits=body.digits)
+    return VerificationPublic(
+        id=verification.id, channel=verification.channel.value,
+        status=verification.status_at(container.clock.now()).value,
+        purpose=verification.purpose.value if verification.purpose else None,
+        expires_at=verification.expires_at, display_code=None)
+
+
+@callbacks_router.post("/callbacks/ars/twilio/{verification_id}", include_in_schema=False)
+async def twilio_callback(verification_id: str, request: Request,
+                          container: ContainerDep) -> Response:
+    """Twilio's <Gather> posts the keyed digits here, signed with X-Twilio-Signature."""
+    if not isinstance(container.verifier, ProviderVerifier):
+        raise NotFound("no ARS provider is configured", code="not_found")
+    ars = container.verifier.ars
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    digits = ars.parse_callback(ars.callback_url(verification_id), form,
+                                request.headers.get("x-twilio-signature"))
+    try:
+        await container.verifications.confirm_keypad(verification_id=verification_id,
+                                                     digits=digits)
+        said = "확인되었습니다."
+    except DomainError:  # the call only says it failed; the bank sees the status
+        said = "확인에 실패했습니다."
+    twiml = ('<?xml version="1.0" encoding="UTF-8"?>'
+             f'<Response><Say language="ko-KR">{said}</Say></Response>')
+    return Response(twiml, media_type="application/xml")

@@ -1,0 +1,176 @@
+"""Request and reply bodies (the public contract of API.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from app.domain.certificates import Certificate
+from app.services.issuer import pem_of
+
+_SECRET: dict[str, Any] = {"writeOnly": True}
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(examples=["pin_invalid"])
+    remaining_attempts: int | None = None
+
+
+class TokenReply(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    scope: str
+
+
+class VerificationCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={
+        "examples": [{"phone": "+821012345678", "channel": "sms", "purpose": "issue"}]})
+    phone: str = Field(max_length=32, description="E.164, e.g. +821012345678")
+    channel: Literal["sms", "ars"]
+    purpose: Literal["issue", "reissue", "unlock", "revoke"] | None = None
+
+
+class VerificationPublic(BaseModel):
+    id: str
+    channel: Literal["sms", "ars"]
+    status: Literal["pending", "verified", "used", "failed", "expired"]
+    purpose: Literal["issue", "reissue", "unlock", "revoke"] | None
+    expires_at: datetime
+    display_code: str | None = Field(
+        None, description="ARS only: shown on screen, keyed in by the person during the call")
+
+
+class VerificationConfirm(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"code": "123456"}]})
+    code: str = Field(max_length=16, json_schema_extra=_SECRET)
+
+
+class Person(BaseModel):
+    name: str = Field(min_length=1, max_length=100, examples=["홍길동"])
+    rrn: str = Field(max_length=14, examples=["900101-1234567"], json_schema_extra=_SECRET)
+    phone: str = Field(max_length=32, examples=["+821012345678"])
+    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                       examples=["hong@example.com"])
+
+
+class BankChecks(BaseModel):
+    account_password_verified: StrictBool
+    contact_confirmed: StrictBool
+
+
+class CertificateCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "verification_id": "3f0b6f8e-8d0f-4a43-9d55-2b8f6c1f0c2a",
+        "person": {"name": "홍길동", "rrn": "900101-1234567", "phone": "+821012345678",
+                   "email": "hong@example.com"},
+        "terms_accepted": True,
+        "bank_checks": {"account_password_verified": True, "contact_confirmed": True},
+        "pin": "902714"}]})
+    verification_id: str = Field(max_length=64)
+    person: Person
+    terms_accepted: StrictBool
+    bank_checks: BankChecks
+    pin: str = Field(max_length=16, json_schema_extra=_SECRET)
+
+
+class ReissueRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"verification_id": "3f0b6f8e-8d0f-4a43-9d55-2b8f6c1f0c2a", "pin": "902714"}]})
+    verification_id: str = Field(max_length=64)
+    pin: str = Field(max_length=16, json_schema_extra=_SECRET)
+
+
+class UnlockRequest(BaseModel):
+    verification_id: str = Field(max_length=64)
+
+
+class PinChange(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"pin": "902714", "new_pin": "417093"}]})
+    pin: str = Field(max_length=16, json_schema_extra=_SECRET)
+    new_pin: str = Field(max_length=16, json_schema_extra=_SECRET)
+
+
+RevocationReasonName = Literal[
+    "unspecified", "key_compromise", "affiliation_changed", "superseded",
+    "cessation_of_operation", "privilege_withdrawn"]
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"pin": "902714", "reason": "key_compromise"},
+        {"verification_id": "3f0b6f8e-8d0f-4a43-9d55-2b8f6c1f0c2a"}]})
+    pin: str | None = Field(None, max_length=16, json_schema_extra=_SECRET)
+    verification_id: str | None = Field(None, max_length=64)
+    reason: RevocationReasonName = "unspecified"
+
+
+class LookupRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"rrn": "900101-1234567"}]})
+    rrn: str = Field(max_length=14, json_schema_extra=_SECRET)
+
+
+class CertificatePublic(BaseModel):
+    id: str
+    serial: str = Field(description="lowercase hex, no 0x")
+    status: Literal["active", "revoked", "expired"]
+    not_before: datetime
+    not_after: datetime
+    certificate_pem: str
+    replaces_id: str | None
+    revocation_reason: str | None
+    revoked_at: datetime | None
+    locked: bool
+    remaining_pin_attempts: int
+    issued_by_client: str
+
+    @classmethod
+    def of(cls, certificate: Certificate, now: datetime) -> CertificatePublic:
+        from app.domain.certificates import MAX_WRONG_PINS
+
+        return cls(
+            id=certificate.id, serial=certificate.serial,
+            status=certificate.status_at(now).value, not_before=certificate.not_before,
+            not_after=certificate.not_after,
+            certificate_pem=pem_of(certificate.certificate_der),
+            replaces_id=certificate.replaces_id,
+            revocation_reason=(certificate.revocation_reason.api_name
+                               if certificate.revocation_reason is not None else None),
+            revoked_at=certificate.revoked_at, locked=certificate.locked,
+            remaining_pin_attempts=max(MAX_WRONG_PINS - certificate.wrong_pins, 0),
+            issued_by_client=certificate.issued_by_client)
+
+
+class CertificateList(BaseModel):
+    data: list[CertificatePublic]
+    count: int
+
+
+class StatusPublic(BaseModel):
+    serial: str
+    status: Literal["good", "revoked", "expired", "unknown"]
+    not_after: datetime | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
+
+
+class SandboxMessage(BaseModel):
+    phone: str
+    text: str
+    code: str
+    sent_at: datetime
+
+
+class KeypadRequest(BaseModel):
+    digits: str = Field(max_length=32)
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

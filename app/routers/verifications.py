@@ -1,0 +1,53 @@
+"""Phone verification endpoints for bank front-ends."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.deps import ContainerDep, IssueClient
+from app.domain.verification import Channel, Purpose, Verification
+from app.routers.problems import problem_responses
+from app.routers.schemas import VerificationConfirm, VerificationCreate, VerificationPublic
+
+router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
+
+
+def _public(verification: Verification, container: ContainerDep,
+            display_code: str | None = None) -> VerificationPublic:
+    return VerificationPublic(
+        id=verification.id, channel=verification.channel.value,
+        status=verification.status_at(container.clock.now()).value,
+        purpose=verification.purpose.value if verification.purpose else None,
+        expires_at=verification.expires_at, display_code=display_code)
+
+
+@router.post("", status_code=201, response_model=VerificationPublic,
+             operation_id="start_verification", summary="Start a phone verification",
+             responses=problem_responses(401, 403, 422, 503))
+async def start_verification(body: VerificationCreate, principal: IssueClient,
+                             container: ContainerDep) -> VerificationPublic:
+    started = await container.verifications.start(
+        client_id=principal.client_id, phone=body.phone, channel=Channel(body.channel),
+        purpose=Purpose(body.purpose) if body.purpose else None)
+    return _public(started.verification, container, started.display_code)
+
+
+@router.get("/{verification_id}", response_model=VerificationPublic,
+            operation_id="get_verification", summary="Read a verification (poll ARS calls)",
+            responses=problem_responses(401, 403, 404))
+async def get_verification(verification_id: str, principal: IssueClient,
+                           container: ContainerDep) -> VerificationPublic:
+    verification = await container.verifications.get(client_id=principal.client_id,
+                                                     verification_id=verification_id)
+    return _public(verification, container)
+
+
+@router.post("/{verification_id}/confirm", response_model=VerificationPublic,
+             operation_id="confirm_verification", summary="Confirm an SMS code",
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def confirm_verification(verification_id: str, body: VerificationConfirm,
+                               principal: IssueClient,
+                               container: ContainerDep) -> VerificationPublic:
+    verification = await container.verifications.confirm_sms(
+        client_id=principal.client_id, verification_id=verification_id, code=body.code)
+    return _public(verification, container)

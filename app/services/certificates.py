@@ -1,0 +1,311 @@
+"""Certificate use cases: issue, reissue, unlock, change PIN, revoke, read and look up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.domain.certificates import (
+    VALIDITY,
+    Certificate,
+    CertificateStatus,
+    RevocationReason,
+    raise_locked,
+    revocation_update,
+    wrong_pin_error,
+)
+from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.identity import birth_date_patterns, check_pin, parse_rrn
+from app.domain.ports import Clock
+from app.domain.verification import Purpose, normalize_phone
+from app.pki.keys import UserPrivateKey, WrongPin
+from app.services.custody import KeyCustody
+from app.services.issuer import Issuer, serial_hex
+from app.services.secrets import ServerSecrets
+from app.storage.db import Database
+from app.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PersonDetails:
+    name: str
+    rrn: str
+    phone: str
+    email: str
+
+
+@dataclass(frozen=True)
+class _Holder:
+    person_id: str
+    name: str
+    phone: str
+    is_birth_pattern: Callable[[str], bool]
+
+
+class CertificateService:
+    def __init__(self, db: Database, issuer: Issuer, custody: KeyCustody,
+                 secrets_: ServerSecrets, clock: Clock) -> None:
+        self.db, self.issuer, self.custody = db, issuer, custody
+        self.secrets, self.clock = secrets_, clock
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def get(self, certificate_id: str) -> Certificate:
+        async with self.db.transaction(write=False) as conn:
+            certificate = await Repository(conn).get_certificate(certificate_id)
+        if certificate is None:
+            raise NotFound("no such certificate", code="certificate_not_found")
+        return certificate
+
+    async def by_serial(self, serial: str) -> Certificate | None:
+        async with self.db.transaction(write=False) as conn:
+            return await Repository(conn).get_certificate_by_serial(serial)
+
+    async def lookup(self, rrn: str) -> list[Certificate]:
+        digits = parse_rrn(rrn, today=self.clock.now().date()).digits
+        async with self.db.transaction(write=False) as conn:
+            repo = Repository(conn)
+            person = await repo.person_by_rrn_hmac(self.secrets.rrn_hmac(digits))
+            return [] if person is None else await repo.certificates_of_person(person.id)
+
+    # --- issue and reissue ---------------------------------------------------------------
+
+    async def issue(self, *, client_id: str, verification_id: str, person: PersonDetails,
+                    terms_accepted: bool, account_password_verified: bool,
+                    contact_confirmed: bool, pin: str) -> Certificate:
+        now = self.clock.now()
+        if terms_accepted is not True:
+            raise InvalidInput("the terms must be accepted", code="terms_not_accepted")
+        if not (account_password_verified is True and contact_confirmed is True):
+            raise InvalidInput("the bank must confirm the withdrawal-account password and the "
+                               "customer's contact data", code="bank_checks_incomplete")
+        rrn = parse_rrn(person.rrn, today=now.date())
+        phone = normalize_phone(person.phone)
+        patterns = birth_date_patterns(rrn.birth_date)
+        check_pin(pin, is_birth_pattern=patterns.__contains__)
+        rrn_hmac = self.secrets.rrn_hmac(rrn.digits)
+        await self._precheck_verification(verification_id, client_id, phone, Purpose.ISSUE)
+
+        key = await self.issuer.new_key()
+        certificate_id = str(uuid.uuid4())
+        master_key_id, wrapped = await self.custody.seal(key, pin, certificate_id)
+        serial = self.issuer.new_serial()
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            await self._consume(repo, verification_id, client_id, phone, Purpose.ISSUE, now)
+            existing = await repo.person_by_rrn_hmac(rrn_hmac)
+            if existing is None:
+                person_id = str(uuid.uuid4())
+                salt = secrets.token_hex(8)
+                hashed = sorted(self.secrets.birth_pattern_hmac(salt, p) for p in patterns)
+                await repo.add_person(person_id=person_id, rrn_hmac=rrn_hmac, name=person.name,
+                                      phone=phone, email=person.email,
+                                      birth_patterns=json.dumps({"salt": salt, "h": hashed}),
+                                      now=now)
+            else:
+                person_id = existing.id
+                await repo.update_person_contact(person_id, name=person.name, phone=phone,
+                                                 email=person.email, now=now)
+            await repo.add_pending_certificate(
+                certificate_id=certificate_id, person_id=person_id, serial=serial_hex(serial),
+                not_before=now, not_after=now + VALIDITY,
+                key_algorithm=self.issuer.key_algorithm, client_id=client_id,
+                replaces_id=None, now=now)
+        return await self._sign_and_activate(
+            certificate_id=certificate_id, person_id=person_id, name=person.name, key=key,
+            serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
+            supersede_active=True)
+
+    async def reissue(self, *, client_id: str, certificate_id: str, verification_id: str,
+                      pin: str) -> Certificate:
+        now = self.clock.now()
+        old, holder = await self._load_with_holder(certificate_id)
+        async with self.db.transaction(write=False) as conn:
+            if await Repository(conn).is_replaced(old.id):
+                raise Conflict("certificate was already replaced; reissue from its successor",
+                               code="certificate_superseded")
+        check_pin(pin, is_birth_pattern=holder.is_birth_pattern)
+        await self._precheck_verification(verification_id, client_id, holder.phone,
+                                          Purpose.REISSUE)
+        key = await self.issuer.new_key()
+        new_id = str(uuid.uuid4())
+        master_key_id, wrapped = await self.custody.seal(key, pin, new_id)
+        serial = self.issuer.new_serial()
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            await self._consume(repo, verification_id, client_id, holder.phone,
+                                Purpose.REISSUE, now)
+            await repo.add_pending_certificate(
+                certificate_id=new_id, person_id=holder.person_id, serial=serial_hex(serial),
+                not_before=now, not_after=now + VALIDITY,
+                key_algorithm=self.issuer.key_algorithm, client_id=client_id,
+                replaces_id=old.id, now=now)
+        return await self._sign_and_activate(
+            certificate_id=new_id, person_id=holder.person_id, name=holder.name, key=key,
+            serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
+            supersede_active=True)
+
+    async def _sign_and_activate(
+        self, *, certificate_id: str, person_id: str, name: str, key: UserPrivateKey,
+        serial: int, master_key_id: str, wrapped: bytes, now: datetime, supersede_active: bool,
+    ) -> Certificate:
+        """The CA signs only after the pending row is stored; activation then supersedes the
+        person's active certificate in one transaction, under the person's row lock."""
+        try:
+            der = await self.issuer.sign(key=key, name=name, person_id=person_id, serial=serial,
+                                         not_before=now, not_after=now + VALIDITY)
+            async with self.db.transaction() as conn:
+                repo = Repository(conn)
+                await repo.get_person(person_id, for_update=True)
+                previous = await repo.active_certificate_of(person_id)
+                if previous is not None and supersede_active:
+                    await repo.revoke(previous.id, RevocationReason.SUPERSEDED, now)
+                    await repo.set_replaces(certificate_id, previous.id)
+                await repo.activate_certificate(certificate_id, certificate_der=der,
+                                                master_key_id=master_key_id,
+                                                wrapped_key=wrapped, now=now)
+        except BaseException:
+            await self._discard_pending(certificate_id)
+            raise
+        log.info("certificate issued", extra={"certificate_id": certificate_id,
+                                              "serial": serial_hex(serial),
+                                              "superseded": previous.id if previous else None})
+        return await self.get(certificate_id)
+
+    async def _discard_pending(self, certificate_id: str) -> None:
+        try:
+            async with self.db.transaction() as conn:
+                await Repository(conn).delete_pending(certificate_id)
+        except Exception:  # the sweeper removes it later
+            log.warning("pending certificate left for the sweeper",
+                        extra={"certificate_id": certificate_id})
+
+    # --- PIN-protected operations --------------------------------------------------------
+
+    async def open_key(self, certificate_id: str, pin: str, *, require_usable: bool = True
+                       ) -> tuple[Certificate, UserPrivateKey]:
+        """Check the PIN by opening the key. The try is counted before the (slow) check, in
+        its own committed update, so concurrent wrong PINs never add up past the limit."""
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            certificate = await repo.get_certificate(certificate_id)
+            if certificate is None:
+                raise NotFound("no such certificate", code="certificate_not_found")
+            if require_usable:
+                certificate.check_can_use_key(now)
+            tries = await repo.reserve_pin_try(certificate_id, now)
+            if tries is None:
+                raise_locked()
+            master_key_id, wrapped = await repo.wrapped_key(certificate_id)
+        try:
+            key = await self.custody.open(certificate_id, master_key_id, wrapped, pin)
+        except WrongPin:
+            log.info("wrong PIN", extra={"certificate_id": certificate_id, "tries": tries})
+            raise wrong_pin_error(tries or 0) from None
+        async with self.db.transaction() as conn:
+            await Repository(conn).reset_pin_tries(certificate_id, now)
+        certificate.wrong_pins = 0
+        return certificate, key
+
+    async def change_pin(self, *, certificate_id: str, pin: str, new_pin: str) -> Certificate:
+        _certificate, holder = await self._load_with_holder(certificate_id)
+        check_pin(new_pin, is_birth_pattern=holder.is_birth_pattern)
+        if secrets.compare_digest(pin.encode(), new_pin.encode()):
+            raise InvalidInput("new_pin must differ from pin", code="pin_unchanged")
+        certificate, key = await self.open_key(certificate_id, pin)
+        master_key_id, wrapped = await self.custody.seal(key, new_pin, certificate_id)
+        async with self.db.transaction() as conn:
+            await Repository(conn).replace_wrapped_key(
+                certificate_id, master_key_id=master_key_id, wrapped_key=wrapped,
+                now=self.clock.now())
+        log.info("PIN changed", extra={"certificate_id": certificate_id})
+        return await self.get(certificate.id)
+
+    # --- verification-protected operations -----------------------------------------------
+
+    async def unlock(self, *, client_id: str, certificate_id: str,
+                     verification_id: str) -> Certificate:
+        now = self.clock.now()
+        certificate, holder = await self._load_with_holder(certificate_id)
+        status = certificate.status_at(now)
+        if status is not CertificateStatus.ACTIVE:
+            raise Conflict(f"certificate is {status.value}", code=f"certificate_{status.value}")
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            await self._consume(repo, verification_id, client_id, holder.phone,
+                                Purpose.UNLOCK, now)
+            await repo.reset_pin_tries(certificate_id, now)
+        log.info("certificate unlocked", extra={"certificate_id": certificate_id})
+        return await self.get(certificate_id)
+
+    async def revoke(self, *, client_id: str, certificate_id: str, reason: RevocationReason,
+                     pin: str | None, verification_id: str | None) -> Certificate:
+        if (pin is None) == (verification_id is None):
+            raise InvalidInput("give either pin or verification_id", code="proof_required")
+        now = self.clock.now()
+        certificate, holder = await self._load_with_holder(certificate_id)
+        if certificate.revoked_at is not None and revocation_update(
+                certificate.revocation_reason, reason) is None:
+            return certificate  # a repeat changes nothing, so it needs no proof
+        if pin is not None:
+            await self.open_key(certificate_id, pin, require_usable=False)
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            if verification_id is not None:
+                await self._consume(repo, verification_id, client_id, holder.phone,
+                                    Purpose.REVOKE, now)
+            if not await repo.revoke(certificate_id, reason, now):
+                current = await repo.get_certificate(certificate_id)
+                assert current is not None
+                update = revocation_update(current.revocation_reason, reason)
+                if update is not None:
+                    await repo.set_revocation_reason(certificate_id, update, now)
+        log.info("certificate revoked", extra={"certificate_id": certificate_id,
+                                               "reason": reason.api_name})
+        return await self.get(certificate_id)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _load_with_holder(self, certificate_id: str) -> tuple[Certificate, _Holder]:
+        async with self.db.transaction(write=False) as conn:
+            repo = Repository(conn)
+            certificate = await repo.get_certificate(certificate_id)
+            if certificate is None:
+                raise NotFound("no such certificate", code="certificate_not_found")
+            person = await repo.get_person(certificate.person_id)
+        assert person is not None
+        stored = json.loads(person.birth_patterns)
+        hashed, salt = frozenset(stored["h"]), stored["salt"]
+
+        def is_birth_pattern(digits: str) -> bool:
+            return self.secrets.birth_pattern_hmac(salt, digits) in hashed
+
+        return certificate, _Holder(person.id, person.name, person.phone, is_birth_pattern)
+
+    async def _precheck_verification(self, verification_id: str, client_id: str, phone: str,
+                                     purpose: Purpose) -> None:
+        """Fail fast, before key generation, on a verification that cannot count."""
+        async with self.db.transaction(write=False) as conn:
+            found = await Repository(conn).get_verification(verification_id)
+        if found is None:
+            raise NotFound("no such verification", code="verification_not_found")
+        found[0].check_usable(self.clock.now(), client_id=client_id, phone=phone,
+                              purpose=purpose)
+
+    @staticmethod
+    async def _consume(repo: Repository, verification_id: str, client_id: str, phone: str,
+                       purpose: Purpose, now: datetime) -> None:
+        found = await repo.get_verification(verification_id)
+        if found is None:
+            raise NotFound("no such verification", code="verification_not_found")
+        found[0].check_usable(now, client_id=client_id, phone=phone, purpose=purpose)
+        if not await repo.consume_verification(verification_id, now):
+            raise Conflict("verification is used", code="verification_used")

@@ -1,0 +1,47 @@
+"""Two locks on every user key: the PIN layer inside, the server master key outside."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.domain.errors import DependencyUnavailable
+from app.domain.ports import KeyProtector
+from app.pki.keys import (
+    KdfParams,
+    UserPrivateKey,
+    open_with_pin,
+    private_key_from_der,
+    private_key_to_der,
+    seal_with_pin,
+)
+
+
+def key_binding(certificate_id: str) -> bytes:
+    """Associated data: a blob opens only for the certificate row it was made for."""
+    return f"certcloud:user-key:{certificate_id}".encode()
+
+
+class KeyCustody:
+    def __init__(self, protector: KeyProtector, kdf: KdfParams) -> None:
+        self.protector = protector
+        self.kdf = kdf
+
+    async def seal(self, key: UserPrivateKey, pin: str, certificate_id: str) -> tuple[str, bytes]:
+        """Returns (master key id, blob). The Argon2id derivation runs off the event loop."""
+        binding = key_binding(certificate_id)
+        inner = await asyncio.to_thread(seal_with_pin, private_key_to_der(key), pin, self.kdf,
+                                        binding)
+        return await self.protector.wrap(inner, binding)
+
+    async def open(self, certificate_id: str, master_key_id: str, blob: bytes,
+                   pin: str) -> UserPrivateKey:
+        """:raises app.pki.keys.WrongPin: the PIN does not open the inner layer."""
+        binding = key_binding(certificate_id)
+        try:
+            inner = await self.protector.unwrap(master_key_id, blob, binding)
+        except ValueError:
+            # The outer layer failed: a wrong or retired master key, not the holder's fault.
+            raise DependencyUnavailable("the key store cannot open this key",
+                                        code="key_store_error") from None
+        der = await asyncio.to_thread(open_with_pin, inner, pin, binding)
+        return private_key_from_der(der)

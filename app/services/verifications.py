@@ -1,0 +1,123 @@
+"""Phone verification use cases: start, confirm (SMS code or ARS keypad), read."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+from app.domain.ports import Clock, PhoneVerifier
+from app.domain.verification import (
+    CODE_TTL,
+    MAX_WRONG_CODES,
+    Channel,
+    Purpose,
+    Verification,
+    VerificationStatus,
+    normalize_phone,
+)
+from app.services.secrets import ServerSecrets
+from app.storage.db import Database
+from app.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StartedVerification:
+    verification: Verification
+    display_code: str | None  # ARS only: shown on the screen, keyed in during the call
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+class VerificationService:
+    def __init__(self, db: Database, verifier: PhoneVerifier, secrets_: ServerSecrets,
+                 clock: Clock) -> None:
+        self.db, self.verifier, self.secrets, self.clock = db, verifier, secrets_, clock
+
+    async def start(self, *, client_id: str, phone: str, channel: Channel,
+                    purpose: Purpose | None) -> StartedVerification:
+        now = self.clock.now()
+        verification = Verification(
+            id=str(uuid.uuid4()), client_id=client_id, phone=normalize_phone(phone),
+            channel=channel, purpose=purpose, status=VerificationStatus.PENDING, wrong_codes=0,
+            created_at=now, expires_at=now + CODE_TTL, verified_at=None, used_at=None)
+        code = new_code()
+        async with self.db.transaction() as conn:
+            await Repository(conn).add_verification(
+                verification, self.secrets.code_hash(verification.id, code))
+        try:
+            if channel is Channel.SMS:
+                text = f"[Certcloud] 인증번호 {code} (3분 내 입력). 타인에게 알려주지 마세요."
+                await self.verifier.send_sms(verification_id=verification.id,
+                                             phone=verification.phone, text=text, code=code)
+            else:
+                await self.verifier.start_call(verification_id=verification.id,
+                                               phone=verification.phone)
+        except DependencyUnavailable:
+            # Nothing was delivered: this verification can never be confirmed; start anew.
+            async with self.db.transaction() as conn:
+                await Repository(conn).fail_verification(verification.id)
+            raise
+        log.info("verification started", extra={"verification_id": verification.id,
+                                                "channel": channel.value, "client_id": client_id})
+        return StartedVerification(verification, code if channel is Channel.ARS else None)
+
+    async def get(self, *, client_id: str, verification_id: str) -> Verification:
+        async with self.db.transaction(write=False) as conn:
+            found = await Repository(conn).get_verification(verification_id)
+        if found is None or found[0].client_id != client_id:
+            raise NotFound("no such verification", code="verification_not_found")
+        return found[0]
+
+    async def confirm_sms(self, *, client_id: str, verification_id: str, code: str
+                          ) -> Verification:
+        return await self._confirm(verification_id, code, client_id=client_id,
+                                   channel=Channel.SMS)
+
+    async def confirm_keypad(self, *, verification_id: str, digits: str) -> Verification:
+        """Digits keyed in during the ARS call (from the provider's signed callback, or the
+        sandbox keypad). The call reaches only the phone, so no bank client is involved."""
+        return await self._confirm(verification_id, digits, client_id=None, channel=Channel.ARS)
+
+    async def _confirm(self, verification_id: str, code: str, *, client_id: str | None,
+                       channel: Channel) -> Verification:
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            found = await repo.get_verification(verification_id)
+            if found is None or (client_id is not None and found[0].client_id != client_id):
+                raise NotFound("no such verification", code="verification_not_found")
+            verification, code_hash = found
+            verification.check_confirmable(now, verification.client_id)
+            if verification.channel is not channel:
+                raise Conflict(f"a {verification.channel.value} verification cannot be confirmed "
+                               f"this way", code="verification_channel_mismatch")
+            given = self.secrets.code_hash(verification_id, code)
+            if hmac.compare_digest(given, code_hash):
+                if not await repo.mark_verified(verification_id, now):
+                    raise Conflict("verification changed concurrently",
+                                   code="concurrent_change")
+                verified = True
+            else:
+                wrong = await repo.count_wrong_code(verification_id, MAX_WRONG_CODES)
+                verified = False
+        if not verified:
+            remaining = max(MAX_WRONG_CODES - (wrong or MAX_WRONG_CODES), 0)
+            log.info("verification code wrong", extra={"verification_id": verification_id})
+            raise InvalidInput("the code does not match" + ("" if remaining else
+                               "; the verification has failed, start a new one"),
+                               code="verification_code_invalid", remaining_attempts=remaining)
+        return await self._reload(verification_id)
+
+    async def _reload(self, verification_id: str) -> Verification:
+        async with self.db.transaction(write=False) as conn:
+            found = await Repository(conn).get_verification(verification_id)
+        assert found is not None
+        return found[0]

@@ -1,0 +1,259 @@
+"""Queries, one transaction's worth at a time. Conditional updates carry the races."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain.certificates import (
+    MAX_WRONG_PINS,
+    Certificate,
+    RevocationReason,
+    StoredState,
+)
+from app.domain.verification import Channel, Purpose, Verification, VerificationStatus
+from app.storage.tables import certificates, clients, persons, verifications
+
+
+def _certificate(row: Row[Any]) -> Certificate:
+    return Certificate(
+        id=row.id, person_id=row.person_id, serial=row.serial, state=StoredState(row.state),
+        not_before=row.not_before, not_after=row.not_after,
+        certificate_der=row.certificate_der or b"", issued_by_client=row.issued_by_client,
+        replaces_id=row.replaces_id,
+        revocation_reason=(None if row.revocation_reason is None
+                           else RevocationReason(row.revocation_reason)),
+        revoked_at=row.revoked_at, wrong_pins=row.wrong_pins)
+
+
+def _verification(row: Row[Any]) -> Verification:
+    return Verification(
+        id=row.id, client_id=row.client_id, phone=row.phone, channel=Channel(row.channel),
+        purpose=Purpose(row.purpose) if row.purpose else None,
+        status=VerificationStatus(row.status), wrong_codes=row.wrong_codes,
+        created_at=row.created_at, expires_at=row.expires_at, verified_at=row.verified_at,
+        used_at=row.used_at)
+
+
+class Repository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # --- clients -------------------------------------------------------------------------
+
+    async def add_client(self, *, client_id: str, name: str, secret_hash: str,
+                         scopes: Sequence[str], now: datetime) -> None:
+        await self.conn.execute(insert(clients).values(
+            id=client_id, name=name, secret_hash=secret_hash, scopes=" ".join(scopes),
+            disabled=False, created_at=now))
+
+    async def get_client(self, client_id: str) -> Row[Any] | None:
+        return (await self.conn.execute(
+            select(clients).where(clients.c.id == client_id))).first()
+
+    async def list_clients(self) -> Sequence[Row[Any]]:
+        return (await self.conn.execute(select(clients).order_by(clients.c.created_at))).all()
+
+    async def set_client_disabled(self, client_id: str, disabled: bool) -> bool:
+        result = await self.conn.execute(
+            update(clients).where(clients.c.id == client_id).values(disabled=disabled))
+        return result.rowcount == 1
+
+    # --- verifications -------------------------------------------------------------------
+
+    async def add_verification(self, v: Verification, code_hash: str) -> None:
+        await self.conn.execute(insert(verifications).values(
+            id=v.id, client_id=v.client_id, phone=v.phone, channel=v.channel.value,
+            purpose=v.purpose.value if v.purpose else None, code_hash=code_hash,
+            status=v.status.value, wrong_codes=0, created_at=v.created_at,
+            expires_at=v.expires_at))
+
+    async def get_verification(self, verification_id: str) -> tuple[Verification, str] | None:
+        row = (await self.conn.execute(
+            select(verifications).where(verifications.c.id == verification_id))).first()
+        return None if row is None else (_verification(row), row.code_hash)
+
+    async def mark_verified(self, verification_id: str, now: datetime) -> bool:
+        result = await self.conn.execute(
+            update(verifications)
+            .where(verifications.c.id == verification_id,
+                   verifications.c.status == VerificationStatus.PENDING.value,
+                   verifications.c.expires_at > now)
+            .values(status=VerificationStatus.VERIFIED.value, verified_at=now))
+        return result.rowcount == 1
+
+    async def count_wrong_code(self, verification_id: str, max_wrong: int) -> int | None:
+        """Add a wrong try atomically; the verification fails at ``max_wrong``. Returns the new
+        count, or None when it was no longer pending."""
+        result = await self.conn.execute(
+            update(verifications)
+            .where(verifications.c.id == verification_id,
+                   verifications.c.status == VerificationStatus.PENDING.value)
+            .values(wrong_codes=verifications.c.wrong_codes + 1)
+            .returning(verifications.c.wrong_codes))
+        count = result.scalar_one_or_none()
+        if count is not None and count >= max_wrong:
+            await self.conn.execute(update(verifications)
+                                    .where(verifications.c.id == verification_id)
+                                    .values(status=VerificationStatus.FAILED.value))
+        return count
+
+    async def fail_verification(self, verification_id: str) -> None:
+        await self.conn.execute(update(verifications)
+                                .where(verifications.c.id == verification_id)
+                                .values(status=VerificationStatus.FAILED.value))
+
+    async def consume_verification(self, verification_id: str, now: datetime) -> bool:
+        """Single use: only one caller can move it from verified to used."""
+        result = await self.conn.execute(
+            update(verifications)
+            .where(verifications.c.id == verification_id,
+                   verifications.c.status == VerificationStatus.VERIFIED.value)
+            .values(status=VerificationStatus.USED.value, used_at=now))
+        return result.rowcount == 1
+
+    # --- persons -------------------------------------------------------------------------
+
+    async def person_by_rrn_hmac(self, rrn_hmac: str, *, for_update: bool = False
+                                 ) -> Row[Any] | None:
+        query = select(persons).where(persons.c.rrn_hmac == rrn_hmac)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.conn.execute(query)).first()
+
+    async def get_person(self, person_id: str, *, for_update: bool = False) -> Row[Any] | None:
+        query = select(persons).where(persons.c.id == person_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.conn.execute(query)).first()
+
+    async def add_person(self, *, person_id: str, rrn_hmac: str, name: str, phone: str,
+                         email: str, birth_patterns: str, now: datetime) -> None:
+        await self.conn.execute(insert(persons).values(
+            id=person_id, rrn_hmac=rrn_hmac, name=name, phone=phone, email=email,
+            birth_patterns=birth_patterns, created_at=now, updated_at=now))
+
+    async def update_person_contact(self, person_id: str, *, name: str, phone: str, email: str,
+                                    now: datetime) -> None:
+        await self.conn.execute(update(persons).where(persons.c.id == person_id).values(
+            name=name, phone=phone, email=email, updated_at=now))
+
+    # --- certificates --------------------------------------------------------------------
+
+    async def get_certificate(self, certificate_id: str, *, for_update: bool = False
+                              ) -> Certificate | None:
+        query = select(certificates).where(certificates.c.id == certificate_id,
+                                           certificates.c.state != StoredState.PENDING.value)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).first()
+        return None if row is None else _certificate(row)
+
+    async def get_certificate_by_serial(self, serial: str) -> Certificate | None:
+        row = (await self.conn.execute(select(certificates).where(
+            certificates.c.serial == serial,
+            certificates.c.state != StoredState.PENDING.value))).first()
+        return None if row is None else _certificate(row)
+
+    async def certificates_of_person(self, person_id: str) -> list[Certificate]:
+        rows = (await self.conn.execute(
+            select(certificates)
+            .where(certificates.c.person_id == person_id,
+                   certificates.c.state != StoredState.PENDING.value)
+            .order_by(certificates.c.created_at.desc(), certificates.c.id))).all()
+        return [_certificate(row) for row in rows]
+
+    async def is_replaced(self, certificate_id: str) -> bool:
+        count = (await self.conn.execute(
+            select(func.count()).select_from(certificates)
+            .where(certificates.c.replaces_id == certificate_id))).scalar_one()
+        return bool(count)
+
+    async def active_certificate_of(self, person_id: str) -> Certificate | None:
+        row = (await self.conn.execute(select(certificates).where(
+            certificates.c.person_id == person_id,
+            certificates.c.state == StoredState.ACTIVE.value))).first()
+        return None if row is None else _certificate(row)
+
+    async def wrapped_key(self, certificate_id: str) -> tuple[str, bytes]:
+        row = (await self.conn.execute(
+            select(certificates.c.master_key_id, certificates.c.wrapped_key)
+            .where(certificates.c.id == certificate_id))).one()
+        return row.master_key_id, row.wrapped_key
+
+    async def add_pending_certificate(
+        self, *, certificate_id: str, person_id: str, serial: str, not_before: datetime,
+        not_after: datetime, key_algorithm: str, client_id: str, replaces_id: str | None,
+        now: datetime,
+    ) -> None:
+        """Boulder's order: the serial is recorded before the CA signs anything."""
+        await self.conn.execute(insert(certificates).values(
+            id=certificate_id, person_id=person_id, serial=serial,
+            state=StoredState.PENDING.value, not_before=not_before, not_after=not_after,
+            key_algorithm=key_algorithm, issued_by_client=client_id, replaces_id=replaces_id,
+            wrong_pins=0, created_at=now, updated_at=now))
+
+    async def activate_certificate(self, certificate_id: str, *, certificate_der: bytes,
+                                   master_key_id: str, wrapped_key: bytes,
+                                   now: datetime) -> None:
+        await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.id == certificate_id,
+                   certificates.c.state == StoredState.PENDING.value)
+            .values(state=StoredState.ACTIVE.value, certificate_der=certificate_der,
+                    master_key_id=master_key_id, wrapped_key=wrapped_key, updated_at=now))
+
+    async def set_replaces(self, certificate_id: str, replaces_id: str) -> None:
+        """Link a new certificate to the one it superseded, unless a reissue already named it."""
+        await self.conn.execute(update(certificates).where(
+            certificates.c.id == certificate_id, certificates.c.replaces_id.is_(None))
+            .values(replaces_id=replaces_id))
+
+    async def delete_pending(self, certificate_id: str) -> None:
+        await self.conn.execute(delete(certificates).where(
+            certificates.c.id == certificate_id,
+            certificates.c.state == StoredState.PENDING.value))
+
+    async def revoke(self, certificate_id: str, reason: RevocationReason, now: datetime) -> bool:
+        """Conditional: only a certificate not yet revoked changes; repeating is harmless."""
+        result = await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.id == certificate_id,
+                   certificates.c.state == StoredState.ACTIVE.value)
+            .values(state=StoredState.REVOKED.value, revocation_reason=int(reason),
+                    revoked_at=now, updated_at=now))
+        return result.rowcount == 1
+
+    async def set_revocation_reason(self, certificate_id: str, reason: RevocationReason,
+                                    now: datetime) -> None:
+        await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.id == certificate_id,
+                   certificates.c.state == StoredState.REVOKED.value)
+            .values(revocation_reason=int(reason), updated_at=now))
+
+    async def reserve_pin_try(self, certificate_id: str, now: datetime) -> int | None:
+        """Count a PIN try before the PIN is checked, so concurrent tries can never exceed the
+        limit. Returns the new count, or None when the certificate is already locked."""
+        result = await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.id == certificate_id,
+                   certificates.c.wrong_pins < MAX_WRONG_PINS)
+            .values(wrong_pins=certificates.c.wrong_pins + 1, updated_at=now)
+            .returning(certificates.c.wrong_pins))
+        return result.scalar_one_or_none()
+
+    async def reset_pin_tries(self, certificate_id: str, now: datetime) -> None:
+        await self.conn.execute(update(certificates).where(certificates.c.id == certificate_id)
+                                .values(wrong_pins=0, updated_at=now))
+
+    async def replace_wrapped_key(self, certificate_id: str, *, master_key_id: str,
+                                  wrapped_key: bytes, now: datetime) -> None:
+        await self.conn.execute(update(certificates).where(certificates.c.id == certificate_id)
+                                .values(master_key_id=master_key_id, wrapped_key=wrapped_key,
+                                        updated_at=now))
