@@ -70,9 +70,9 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.argument("revision", default="head")
+@click.argument("revision", default="heads")
 def db_upgrade(revision: str) -> None:
-    """Apply the Alembic migrations (default: to head)."""
+    """Apply the Alembic migrations (default: every head)."""
     from app.storage import migrate
 
     settings = _settings()

@@ -1,0 +1,211 @@
+"""Shared fixtures. The database is SQLite by default; CERTCLOUD_TEST_DB=postgres runs the same
+suite on the real PostgreSQL server (a throwaway database per run)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.bootstrap import Container
+from app.main import create_app
+from app.pki.ca import create_ca, save_ca
+from app.settings import Settings
+from app.storage import migrate
+from app.storage.keyring import LocalKeyRing
+from app.storage.tables import metadata
+
+BACKEND = os.environ.get("CERTCLOUD_TEST_DB", "sqlite")
+PG_SERVER = os.environ.get("CERTCLOUD_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+class FixedClock:
+    """A clock that moves only when a test moves it."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+
+    def set(self, when: datetime) -> None:
+        self._now = when
+
+
+async def create_pg_database() -> str:
+    """A new empty PostgreSQL database; returns its SQLAlchemy URL."""
+    name = f"certcloud_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return f"{PG_SERVER}/{name}"
+
+
+async def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = create_async_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with a CA and a key ring, made once (RSA-3072 keygen is slow)."""
+    base = tmp_path_factory.mktemp("template")
+    save_ca(create_ca(common_name="Certcloud Test CA", organization="Certcloud", country="KR",
+                      now=START - timedelta(days=1), validity_years=20), base / "ca")
+    LocalKeyRing.create(base / "keyring.json", START)
+    return base
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    if BACKEND == "postgres":
+        url = await create_pg_database()
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'certcloud.db'}"
+    await asyncio.to_thread(migrate.upgrade, url)
+    yield url
+    if BACKEND == "postgres":
+        await drop_pg_database(url)
+
+
+async def truncate_all(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            await conn.execute(table.delete())
+    await engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "development", "data_dir": data_dir, "database_url": database_url,
+        "public_base_url": "http://certcloud.test",
+        "argon2": {"time_cost": 1, "memory_kib": 1024, "parallelism": 1},
+        "log_level": "DEBUG",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def settings(tmp_path: Path, template_dir: Path, database_url: str) -> Settings:
+    data_dir = tmp_path / "var"
+    shutil.copytree(template_dir, data_dir)
+    await truncate_all(database_url)
+    return make_settings(data_dir, database_url)
+
+
+@dataclass
+class Bank:
+    """A bank front-end: an OAuth2 client with a token, and the steps of the API flow."""
+
+    http: httpx.AsyncClient
+    client_id: str
+    client_secret: str
+    token: str
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return await self.http.post(path, json=body, headers=self.headers, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.http.get(path, headers=self.headers, **kwargs)
+
+    async def start_verification(self, phone: str, purpose: str | None = "issue",
+                                 channel: str = "sms") -> dict[str, Any]:
+        body: dict[str, Any] = {"phone": phone, "channel": channel}
+        if purpose is not None:
+            body["purpose"] = purpose
+        reply = await self.post("/v1/verifications", body)
+        assert reply.status_code == 201, reply.text
+        return dict(reply.json())
+
+    async def sms_code(self, phone: str) -> str:
+        messages = (await self.http.get("/sandbox/messages", params={"phone": phone})).json()
+        return str(messages[0]["code"])
+
+    async def verified(self, phone: str, purpose: str | None = "issue") -> str:
+        verification = await self.start_verification(phone, purpose)
+        reply = await self.post(f"/v1/verifications/{verification['id']}/confirm",
+                                {"code": await self.sms_code(phone)})
+        assert reply.status_code == 200, reply.text
+        return str(verification["id"])
+
+    async def issue(self, person: dict[str, str], pin: str = "902714",
+                    verification_id: str | None = None) -> httpx.Response:
+        if verification_id is None:
+            verification_id = await self.verified(person["phone"])
+        return await self.post("/v1/certificates", issue_body(person, verification_id, pin))
+
+
+def issue_body(person: dict[str, str], verification_id: str, pin: str) -> dict[str, Any]:
+    return {"verification_id": verification_id, "person": person, "terms_accepted": True,
+            "bank_checks": {"account_password_verified": True, "contact_confirmed": True},
+            "pin": pin}
+
+
+def person(n: int = 1) -> dict[str, str]:
+    """A distinct valid person (born 1990-01-0n)."""
+    return {"name": f"홍길동{n}", "rrn": f"90010{n % 10}-1{n:06d}",
+            "phone": f"+8210{5555_0000 + n:08d}", "email": f"person{n}@example.com"}
+
+
+async def make_bank(http: httpx.AsyncClient, container: Container, name: str = "bank",
+                    scopes: list[str] | None = None) -> Bank:
+    created = await container.auth.create_client(name, scopes)
+    reply = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                            auth=(created.client_id, created.client_secret))
+    assert reply.status_code == 200, reply.text
+    return Bank(http, created.client_id, created.client_secret, reply.json()["access_token"])
+
+
+@dataclass
+class Service:
+    app: Any
+    http: httpx.AsyncClient
+    container: Container
+    clock: FixedClock
+    settings: Settings
+
+
+@pytest.fixture
+async def service(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
+            yield Service(app, http, app.state.container, clock, settings)
+
+
+@pytest.fixture
+async def bank(service: Service) -> Bank:
+    return await make_bank(service.http, service.container)
+
