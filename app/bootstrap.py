@@ -10,6 +10,7 @@ import httpx
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from app.domain.errors import DomainError
 from app.domain.ports import Clock, KeyProtector, PhoneVerifier
 from app.pki.ca import Profile, ca_exists, create_ca, load_ca, save_ca
 from app.pki.keys import KdfParams
@@ -21,7 +22,7 @@ from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.verifications import VerificationService
 from app.settings import Settings
 from app.storage import migrate
-from app.storage.db import Database, make_engine
+from app.storage.db import Database, make_engine, translate_errors
 from app.storage.keyring import LocalKeyRing
 from app.verifiers.registry import build_verifier
 
@@ -65,7 +66,7 @@ async def check_schema(db: Database, settings: Settings) -> None:
     """Production never migrates by itself: the schema must already be at head."""
     heads = set(ScriptDirectory.from_config(
         migrate.alembic_config(settings.resolved_database_url)).get_heads())
-    async with db.engine.connect() as conn:
+    async with translate_errors(), db.engine.connect() as conn:
         current = await conn.run_sync(
             lambda sync: set(MigrationContext.configure(sync).get_current_heads()))
     if current != heads:
@@ -78,6 +79,30 @@ def load_key_protector(settings: Settings) -> KeyProtector:
     except FileNotFoundError:
         raise StartupError(f"no key ring at {settings.keyring_path}; run `certcloud ca init` "
                            "(it creates the key ring too)") from None
+
+
+async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
+    """Everything ``certcloud serve`` checks before it binds a port. Development creates what
+    is missing; production only checks that the operator has done it.
+
+    :raises StartupError: one line naming the problem.
+    """
+    secrets_ = check_configuration(settings)
+    if not settings.is_production:
+        await asyncio.to_thread(bootstrap_development, settings, clock)
+    if not ca_exists(settings.ca_dir):
+        raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
+    load_key_protector(settings)
+    if settings.is_production:
+        db = Database(make_engine(settings.resolved_database_url,
+                                  timeout_seconds=settings.database_timeout_seconds))
+        try:
+            await check_schema(db, settings)
+        except DomainError as exc:
+            raise StartupError(f"cannot reach the database: {exc.detail}") from None
+        finally:
+            await db.dispose()
+    return secrets_
 
 
 @dataclass
@@ -100,21 +125,11 @@ class Container:
 
 async def build_container(settings: Settings, clock: Clock,
                           verifier: PhoneVerifier | None = None) -> Container:
-    secrets_ = check_configuration(settings)
-    if not settings.is_production:
-        await asyncio.to_thread(bootstrap_development, settings, clock)
-    if not ca_exists(settings.ca_dir):
-        raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
+    secrets_ = await preflight(settings, clock)
     protector = load_key_protector(settings)
     ca = load_ca(settings.ca_dir)
     db = Database(make_engine(settings.resolved_database_url,
                               timeout_seconds=settings.database_timeout_seconds))
-    try:
-        if settings.is_production:
-            await check_schema(db, settings)
-    except Exception:
-        await db.dispose()
-        raise
     http = httpx.AsyncClient(timeout=settings.verifier.timeout_seconds)
     verifier = verifier or build_verifier(settings, clock, http)
     issuer = Issuer(ca, Profile(settings.ca.policy_oid, settings.public_base_url),

@@ -51,13 +51,12 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the API with uvicorn (uvloop + httptools)."""
     import uvicorn
 
-    from app.bootstrap import bootstrap_development, check_configuration
+    from app.bootstrap import preflight
 
     settings = _settings()
     try:
-        check_configuration(settings)
-        if not settings.is_production:
-            bootstrap_development(settings, SystemClock())  # once, before any worker starts
+        # Once, before any worker starts: workers then find everything in place.
+        asyncio.run(preflight(settings, SystemClock()))
     except StartupError as exc:
         _fail(f"cannot start: {exc}")
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,

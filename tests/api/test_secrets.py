@@ -1,0 +1,95 @@
+"""No PIN, OTP code, RRN or private key in logs, replies or the database."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.logs import JsonFormatter
+from app.pki.keys import private_key_to_der
+from app.storage.tables import metadata
+from tests.conftest import Bank, Service, person
+
+
+async def _database_bytes(service: Service) -> bytes:
+    url = service.settings.resolved_database_url
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    dump = bytearray()
+    async with service.container.db.transaction(write=False) as conn:
+        for table in metadata.sorted_tables:
+            for row in (await conn.execute(select(table))).all():
+                for value in row:
+                    dump += value if isinstance(value, bytes) else str(value).encode()
+                    dump += b"\x00"
+    return bytes(dump)
+
+
+def _forms(secret: str) -> list[bytes]:
+    raw = secret.encode()
+    return [raw, base64.b64encode(raw), raw.hex().encode()]
+
+
+async def test_no_secret_anywhere(service: Service, bank: Bank,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    replies: list[bytes] = []
+    codes: list[str] = []
+
+    async def record(response: Any) -> Any:
+        if not str(response.request.url.path).startswith("/sandbox"):
+            await response.aread()
+            replies.append(response.content)
+        return response
+
+    service.http.event_hooks["response"].append(record)
+    try:
+        holder = person(41)
+        issued = await bank.issue(holder, pin="902714")
+        codes.append(await bank.sms_code(holder["phone"]))
+        cert = issued.json()
+        await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": "111111",
+                                                               "new_pin": "583920"})
+        await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": "902714",
+                                                               "new_pin": "583920"})
+        unlock = await bank.verified(holder["phone"], "unlock")
+        codes.append(await bank.sms_code(holder["phone"]))
+        await bank.post(f"/v1/certificates/{cert['id']}/unlock", {"verification_id": unlock})
+        await bank.post("/v1/certificates/lookup", {"rrn": holder["rrn"]})
+        await bank.post("/v1/certificates/lookup", {"rrn": "991332-1234567"})  # invalid
+        await bank.post("/v1/certificates", {"person": {"rrn": holder["rrn"]}, "pin": "417093"})
+        reissue = await bank.verified(holder["phone"], "reissue")
+        codes.append(await bank.sms_code(holder["phone"]))
+        new = (await bank.post(f"/v1/certificates/{cert['id']}/reissue",
+                               {"verification_id": reissue, "pin": "417093"})).json()
+        await bank.post(f"/v1/certificates/{new['id']}/revoke", {"pin": "417093"})
+        _, key = await service.container.certificates.open_key(new["id"], "417093",
+                                                               require_usable=False)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+    rrn = holder["rrn"]
+    secrets = ["902714", "583920", "417093", rrn, rrn.replace("-", ""), *codes]
+    logs = (stream.getvalue() + caplog.text).encode()
+    assert b"certificate issued" in logs  # the capture works
+    database = await _database_bytes(service)
+    assert len(database) > 1000
+    key_der = private_key_to_der(key)
+    haystacks = {"logs": logs, "replies": b"\n".join(replies), "database": database}
+    for where, haystack in haystacks.items():
+        for secret in secrets:
+            for form in _forms(secret):
+                assert form not in haystack, f"a secret ({len(secret)} chars) is in the {where}"
+        assert key_der[-64:] not in haystack, f"private key bytes in the {where}"
+        assert base64.b64encode(key_der)[100:164] not in haystack

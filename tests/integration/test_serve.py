@@ -1,0 +1,164 @@
+"""`certcloud` as an operator runs it: a real server process, and production's refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BACKEND, create_pg_database, drop_pg_database
+
+CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
+STRONG = "x" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+    if BACKEND == "postgres":
+        url = await create_pg_database()
+        yield url
+        await drop_pg_database(url)
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"
+
+
+def env_for(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTCLOUD_")}
+    env.update({"CERTCLOUD_DATA_DIR": str(data_dir), "CERTCLOUD_DATABASE_URL": database_url,
+                "CERTCLOUD_ARGON2__TIME_COST": "1", "CERTCLOUD_ARGON2__MEMORY_KIB": "1024",
+                "CERTCLOUD_ARGON2__PARALLELISM": "1"})
+    env.update(extra)
+    return env
+
+
+def certcloud(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CERTCLOUD, *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("certcloud serve exited early")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("certcloud serve did not become ready")
+
+
+def test_development_server_runs_the_whole_flow(tmp_path: Path,
+                                                fresh_database_url: str) -> None:
+    port = free_port()
+    env = env_for(tmp_path / "var", fresh_database_url,
+                  CERTCLOUD_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    server = subprocess.Popen([CERTCLOUD, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        created = certcloud("clients", "create", "serve-bank", env=env)
+        assert created.returncode == 0, created.stderr
+        client = json.loads(created.stdout)
+        assert sorted(client["scopes"]) == ["certificates:issue", "certificates:read",
+                                            "certificates:revoke", "signatures:create"]
+        listed = certcloud("clients", "list", env=env)
+        assert client["client_id"] in listed.stdout
+        assert client["client_secret"] not in listed.stdout
+
+        with httpx.Client(base_url=base, timeout=30) as http:
+            token = http.post("/oauth2/token", data={
+                "grant_type": "client_credentials", "client_id": client["client_id"],
+                "client_secret": client["client_secret"]}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            phone = "+821077778888"
+            started = http.post("/v1/verifications", headers=auth,
+                                json={"phone": phone, "channel": "ars", "purpose": "issue"})
+            assert started.status_code == 201 and started.json()["display_code"]
+            keyed = http.post(f"/sandbox/ars/{started.json()['id']}/keypad",
+                              json={"digits": started.json()["display_code"]})
+            assert keyed.json()["status"] == "verified"
+            issued = http.post("/v1/certificates", headers=auth, json={
+                "verification_id": started.json()["id"],
+                "person": {"name": "김철수", "rrn": "0203044123456", "phone": phone,
+                           "email": "kim@example.com"},
+                "terms_accepted": True,
+                "bank_checks": {"account_password_verified": True, "contact_confirmed": True},
+                "pin": "583920"})
+            assert issued.status_code == 201, issued.text
+            serial = issued.json()["serial"]
+            assert http.get(f"/v1/status/{serial}").json()["status"] == "good"
+            assert http.get("/docs").status_code == 200
+            assert "/v1/certificates" in http.get("/openapi.json").json()["paths"]
+
+        disabled = certcloud("clients", "disable", client["client_id"], env=env)
+        assert disabled.returncode == 0
+        with httpx.Client(base_url=base, timeout=30) as http:
+            after = http.get(f"/v1/certificates/{issued.json()['id']}", headers=auth)
+            assert after.status_code == 401
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert b"583920" not in (server.stderr.read() if server.stderr else b"")
+
+
+def _refusal(tmp_path: Path, database_url: str, **extra: str) -> str:
+    env = env_for(tmp_path / "prod", database_url, CERTCLOUD_ENVIRONMENT="production", **extra)
+    result = subprocess.run([CERTCLOUD, "serve", "--port", str(free_port())], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_production_refuses_sandbox_and_placeholders(tmp_path: Path,
+                                                     fresh_database_url: str) -> None:
+    assert "sandbox" in _refusal(tmp_path, fresh_database_url)
+    provider = {"CERTCLOUD_VERIFIER__KIND": "provider"}
+    assert "CERTCLOUD_RRN_HMAC_KEY" in _refusal(tmp_path, fresh_database_url, **provider)
+    placeholder = {**provider, "CERTCLOUD_RRN_HMAC_KEY": "changeme",
+                   "CERTCLOUD_CODE_HMAC_KEY": STRONG,
+                   "CERTCLOUD_TOKEN_SIGNING_KEYS": f"k1:{STRONG}"}
+    assert "placeholder" in _refusal(tmp_path, fresh_database_url, **placeholder)
+
+
+def test_production_creates_nothing_implicitly(tmp_path: Path,
+                                               fresh_database_url: str) -> None:
+    secrets = {"CERTCLOUD_VERIFIER__KIND": "provider", "CERTCLOUD_RRN_HMAC_KEY": STRONG,
+               "CERTCLOUD_CODE_HMAC_KEY": STRONG + "c",
+               "CERTCLOUD_TOKEN_SIGNING_KEYS": f"k1:{STRONG}"}
+    line = _refusal(tmp_path, fresh_database_url, **secrets)
+    assert "ca init" in line
+    assert not (tmp_path / "prod" / "ca").exists()
+    assert not (tmp_path / "prod" / "keyring.json").exists()
+
+    env = env_for(tmp_path / "prod", fresh_database_url, CERTCLOUD_ENVIRONMENT="production",
+                  **secrets)
+    assert certcloud("ca", "init", env=env).returncode == 0
+    assert "db upgrade" in _refusal(tmp_path, fresh_database_url, **secrets)
+    assert certcloud("db", "upgrade", env=env).returncode == 0
+    again = certcloud("ca", "init", env=env)
+    assert again.returncode == 1 and "already exists" in again.stderr
