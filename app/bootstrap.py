@@ -12,18 +12,31 @@ from alembic.script import ScriptDirectory
 
 from app.domain.errors import DomainError
 from app.domain.ports import Clock, KeyProtector, PhoneVerifier
-from app.pki.ca import Profile, ca_exists, create_ca, load_ca, save_ca
+from app.pki.ca import (
+    CertificateAuthority,
+    Profile,
+    ca_exists,
+    ca_key_reference,
+    create_ca,
+    load_ca,
+    save_ca,
+)
 from app.pki.keys import KdfParams
 from app.services.auth import AuthService
 from app.services.certificates import CertificateService
+from app.services.csc import CscService
 from app.services.custody import KeyCustody
 from app.services.issuer import Issuer
+from app.services.limits import RateLimiter
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
+from app.services.signing import SigningService
+from app.services.status import StatusService
 from app.services.verifications import VerificationService
 from app.settings import Settings
 from app.storage import migrate
 from app.storage.db import Database, make_engine, translate_errors
 from app.storage.keyring import LocalKeyRing
+from app.storage.keyring_file import KeyRingFile
 from app.verifiers.registry import build_verifier
 
 log = logging.getLogger(__name__)
@@ -40,10 +53,19 @@ def check_configuration(settings: Settings) -> ServerSecrets:
     return load_secrets(settings)
 
 
-def init_ca(settings: Settings, clock: Clock) -> None:
-    """``certcloud ca init``: a new CA in the data directory; refuses to replace one."""
+def init_ca(settings: Settings, clock: Clock, *, pkcs11: bool = False) -> None:
+    """``certcloud ca init``: a new CA in the data directory; refuses to replace one. With
+    ``pkcs11`` (or ``CERTCLOUD_CA__KEY_STORE=pkcs11``) the key is generated inside the token."""
     if ca_exists(settings.ca_dir):
         raise StartupError(f"a CA already exists in {settings.ca_dir}")
+    if pkcs11 or settings.ca.key_store == "pkcs11":
+        from app.storage.pkcs11 import TokenError, init_token_ca
+
+        try:
+            init_token_ca(settings, clock.now())
+        except TokenError as exc:
+            raise StartupError(str(exc)) from None
+        return
     ca = create_ca(common_name=settings.ca.common_name, organization=settings.ca.organization,
                    country=settings.ca.country, now=clock.now(),
                    validity_years=settings.ca.validity_years)
@@ -54,7 +76,7 @@ def bootstrap_development(settings: Settings, clock: Clock) -> None:
     """First start in development: schema, CA and key ring, each only if missing."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.resolved_database_url)
-    if not settings.keyring_path.exists():
+    if settings.keys.kind == "local" and not settings.keyring_path.exists():
         LocalKeyRing.create(settings.keyring_path, clock.now())
         log.info("created a local key ring", extra={"path": str(settings.keyring_path)})
     if not ca_exists(settings.ca_dir):
@@ -73,12 +95,46 @@ async def check_schema(db: Database, settings: Settings) -> None:
         raise StartupError("the database schema is not current; run `certcloud db upgrade`")
 
 
-def load_key_protector(settings: Settings) -> KeyProtector:
+def load_key_protector(settings: Settings, clock: Clock | None = None) -> KeyProtector:
+    """The master-key layer the settings choose (``CERTCLOUD_KEYS__KIND``). Development makes
+    the first token master key itself; production only checks that it is there.
+
+    :raises StartupError: one line naming the problem (module, token, PIN, key label).
+    """
+    if settings.keys.kind == "pkcs11":
+        from app.clock import SystemClock
+        from app.storage.pkcs11 import TokenError, open_protector
+
+        try:
+            return open_protector(settings.keys, settings.keyring_path,
+                                  create_if_missing=not settings.is_production,
+                                  now=(clock or SystemClock()).now())
+        except TokenError as exc:
+            raise StartupError(str(exc)) from None
     try:
-        return LocalKeyRing.load(settings.keyring_path)
+        return KeyRingFile(settings.keyring_path)
     except FileNotFoundError:
         raise StartupError(f"no key ring at {settings.keyring_path}; run `certcloud ca init` "
                            "(it creates the key ring too)") from None
+
+
+def load_issuing_ca(settings: Settings) -> CertificateAuthority:
+    """The CA with its key from the file or the token, as ``certcloud ca init`` left it.
+
+    :raises StartupError: one line naming the problem.
+    """
+    reference = ca_key_reference(settings.ca_dir)
+    if reference is None:
+        if settings.ca.key_store == "pkcs11":
+            raise StartupError(f"the CA key in {settings.ca_dir} is a file, but "
+                               "CERTCLOUD_CA__KEY_STORE=pkcs11")
+        return load_ca(settings.ca_dir)
+    from app.storage.pkcs11 import TokenError, load_token_ca
+
+    try:
+        return load_token_ca(settings, reference)
+    except TokenError as exc:
+        raise StartupError(str(exc)) from None
 
 
 async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
@@ -92,7 +148,8 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
         await asyncio.to_thread(bootstrap_development, settings, clock)
     if not ca_exists(settings.ca_dir):
         raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
-    load_key_protector(settings)
+    await asyncio.to_thread(load_key_protector, settings, clock)
+    await asyncio.to_thread(load_issuing_ca, settings)
     if settings.is_production:
         db = Database(make_engine(settings.resolved_database_url,
                                   timeout_seconds=settings.database_timeout_seconds))
@@ -117,8 +174,12 @@ class Container:
     auth: AuthService
     verifications: VerificationService
     certificates: CertificateService
+    signing: SigningService
+    csc: CscService
+    status: StatusService
 
     async def close(self) -> None:
+        await self.status.close()
         await self.http.aclose()
         await self.db.dispose()
 
@@ -126,8 +187,8 @@ class Container:
 async def build_container(settings: Settings, clock: Clock,
                           verifier: PhoneVerifier | None = None) -> Container:
     secrets_ = await preflight(settings, clock)
-    protector = load_key_protector(settings)
-    ca = load_ca(settings.ca_dir)
+    protector = await asyncio.to_thread(load_key_protector, settings, clock)
+    ca = await asyncio.to_thread(load_issuing_ca, settings)
     db = Database(make_engine(settings.resolved_database_url,
                               timeout_seconds=settings.database_timeout_seconds))
     http = httpx.AsyncClient(timeout=settings.verifier.timeout_seconds)
@@ -137,9 +198,22 @@ async def build_container(settings: Settings, clock: Clock,
     kdf = KdfParams(settings.argon2.time_cost, settings.argon2.memory_kib,
                     settings.argon2.parallelism)
     custody = KeyCustody(protector, kdf)
+    status = StatusService(db, ca, protector, settings.status,
+                           distribution_point=issuer.profile.crl_url, clock=clock)
+    certificates = CertificateService(db, issuer, custody, secrets_, clock, revocations=status)
+    signing = SigningService(db, certificates, clock)
+    try:
+        await status.start()  # a responder and a CRL exist before the first request
+    except BaseException:
+        await status.close()
+        await http.aclose()
+        await db.dispose()
+        raise
     return Container(
         settings=settings, clock=clock, db=db, http=http, verifier=verifier,
         protector=protector, issuer=issuer,
         auth=AuthService(db, secrets_, settings.oauth, clock),
-        verifications=VerificationService(db, verifier, secrets_, clock),
-        certificates=CertificateService(db, issuer, custody, secrets_, clock))
+        verifications=VerificationService(db, verifier, secrets_, clock, RateLimiter(db),
+                                          settings.limits),
+        certificates=certificates, signing=signing,
+        csc=CscService(db, certificates, signing, clock), status=status)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -86,21 +86,38 @@ def ca() -> None:
 
 
 @ca.command("init")
-def ca_init() -> None:
-    """Create the issuing CA (RSA-3072) and, if missing, the local key ring."""
-    from app.bootstrap import init_ca
+@click.option("--pkcs11", "pkcs11_", is_flag=True,
+              help="Generate the CA key inside the PKCS#11 token (CERTCLOUD_KEYS__PKCS11_MODULE, "
+                   "__TOKEN_LABEL, __PIN or __PIN_FILE); it never leaves the token.")
+@click.option("--key-algorithm", type=click.Choice(["rsa3072", "rsa4096", "p256", "p384"]),
+              default=None, help="For --pkcs11 (default: CERTCLOUD_CA__KEY_ALGORITHM).")
+def ca_init(pkcs11_: bool, key_algorithm: str | None) -> None:
+    """Create the issuing CA (RSA-3072, or in the token with --pkcs11) and, if missing, the
+    first master key (the local key ring, or a token key with CERTCLOUD_KEYS__KIND=pkcs11)."""
+    from app.bootstrap import init_ca, load_key_protector
     from app.storage.keyring import LocalKeyRing
 
     settings = _settings()
+    if key_algorithm is not None:
+        settings.ca.key_algorithm = key_algorithm  # type: ignore[assignment]
     clock = SystemClock()
     try:
-        init_ca(settings, clock)
+        init_ca(settings, clock, pkcs11=pkcs11_)
     except StartupError as exc:
         _fail(str(exc))
-    if not settings.keyring_path.exists():
+    if settings.keys.kind == "pkcs11":
+        settings_dev = settings.model_copy(update={"environment": "development"})
+        try:  # makes the first master key in the token if there is none
+            protector = load_key_protector(settings_dev, clock)
+        except StartupError as exc:
+            _fail(str(exc))
+        click.echo(f"master key in the token: {protector.current_key_id()}")
+    elif not settings.keyring_path.exists():
         LocalKeyRing.create(settings.keyring_path, clock.now())
         click.echo(f"key ring created at {settings.keyring_path}")
-    click.echo(f"CA created in {settings.ca_dir}")
+    where = "key in the PKCS#11 token" if pkcs11_ or settings.ca.key_store == "pkcs11" else \
+        "key file"
+    click.echo(f"CA created in {settings.ca_dir} ({where})")
 
 
 @main.group()
@@ -157,3 +174,227 @@ def clients_disable(client_id: str) -> None:
     except DomainError as exc:
         _fail(exc.detail)
     click.echo(f"client {client_id} disabled")
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check every row of the chain; exits 1 if a row was edited, removed or reordered."""
+    from app.bootstrap import check_configuration
+    from app.services import audit
+    from app.storage.db import Database, make_engine
+
+    async def verify() -> audit.ChainReport:
+        settings = _settings()
+        key = check_configuration(settings).audit_key
+        db_ = Database(make_engine(settings.resolved_database_url))
+        try:
+            async with db_.transaction(write=False) as conn:
+                return await audit.verify_chain(conn, key)
+        finally:
+            await db_.dispose()
+
+    report = _run(verify)
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    click.echo(f"{report.checked} audit events checked: "
+               f"{'intact' if report.intact else 'TAMPERED'}")
+    sys.exit(0 if report.intact else 1)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Server master keys: rotate, rewrap, status, retire."""
+
+
+async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
+    from datetime import timedelta
+
+    from app.bootstrap import load_key_protector
+    from app.services.rotation import KeyRotation, ManagedKeyProtector
+    from app.storage.db import Database, make_engine
+
+    settings = _settings()
+    clock = SystemClock()
+    protector = await asyncio.to_thread(load_key_protector, settings, clock)
+    db_ = Database(make_engine(settings.resolved_database_url,
+                               timeout_seconds=settings.database_timeout_seconds))
+    grace = timedelta(seconds=2 * settings.keys.refresh_seconds)
+    try:
+        return await action(KeyRotation(db_, cast(ManagedKeyProtector, protector),
+                                        retire_grace=grace))
+    finally:
+        await db_.dispose()
+
+
+@keys_group.command("rotate")
+def keys_rotate() -> None:
+    """Add a new master key (key ring or token); new blobs use it, old ones still open."""
+    settings = _settings()
+    key_id = _run(lambda: _with_rotation(lambda rotation: rotation.rotate(SystemClock().now())))
+    click.echo(f"new master key {key_id}; running services wrap with it within "
+               f"{settings.keys.refresh_seconds:g} s. Then move the stored blobs onto it with "
+               "`certcloud keys rewrap`.")
+
+
+@keys_group.command("rewrap")
+@click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 10_000))
+def keys_rewrap(batch_size: int) -> None:
+    """Move every stored blob onto the newest master key, in batches. Needs no PIN (only the
+    outer layer changes), is safe while the service runs, and resumes where a crash left it."""
+    from app.domain.errors import DomainError
+    from app.services.rotation import KeyRotation, RewrapReport
+
+    async def rewrap(rotation: KeyRotation) -> RewrapReport:
+        total = await rotation.count_pending()
+        with click.progressbar(length=total, label="rewrapping", file=sys.stderr,
+                               show_pos=True) as bar:
+            return await rotation.rewrap(batch_size=batch_size, progress=bar.update)
+
+    try:
+        report = _run(lambda: _with_rotation(rewrap))
+    except DomainError as exc:
+        _fail(f"rewrap stopped: {exc.detail}; what was done is kept, run it again to resume")
+        return
+    click.echo(f"{report.moved} blob(s) moved to {report.target}; {report.skipped} changed "
+               f"meanwhile and left as they are; {len(report.failed)} did not open")
+    for failed in report.failed:
+        click.echo(f"did not open: {failed}", err=True)
+    sys.exit(1 if report.failed else 0)
+
+
+@keys_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def keys_status(as_json: bool) -> None:
+    """Master keys held and blob counts per key id; a key is retired only at zero."""
+    status = _run(lambda: _with_rotation(lambda rotation: rotation.status()))
+    if as_json:
+        click.echo(json.dumps(status.as_json()))
+        return
+    totals = status.totals
+    for key in status.keys:
+        created = key.created_at.strftime("%Y-%m-%d %H:%M") if key.created_at else "?"
+        mark = "current" if key.current else ("retirable" if not totals.get(key.id) else "")
+        click.echo(f"{key.id:<48} {key.location:<7} {created:<16} "
+                   f"{totals.get(key.id, 0):>9} blob(s)  {mark}")
+    for key_id in status.missing:
+        click.echo(f"{key_id:<48} MISSING {'':<16} {totals[key_id]:>9} blob(s)  cannot open")
+    click.echo(f"{status.pending} blob(s) not on the current key")
+
+
+@keys_group.command("retire")
+@click.argument("key_id")
+def keys_retire(key_id: str) -> None:
+    """Retire a master key that no blob uses any more (destroyed in the token, or removed
+    from the key ring)."""
+    from app.domain.errors import DomainError
+
+    try:
+        _run(lambda: _with_rotation(lambda rotation: rotation.retire(key_id, SystemClock().now())))
+    except DomainError as exc:
+        _fail(exc.detail)
+    click.echo(f"master key {key_id} retired")
+
+
+@main.command()
+def sweep() -> None:
+    """Remove unfinished pending certificates, old idempotency records and rate windows."""
+    from app.clock import SystemClock
+    from app.services.sweeper import sweep as run_sweep
+    from app.storage.db import Database, make_engine
+
+    async def run() -> None:
+        settings = _settings()
+        db_ = Database(make_engine(settings.resolved_database_url))
+        try:
+            report = await run_sweep(db_, SystemClock().now())
+        finally:
+            await db_.dispose()
+        click.echo(json.dumps(vars(report)))
+
+    _run(run)
+
+
+async def _with_status(action: Callable[[Any], Awaitable[T]]) -> T:
+    """A status service for one command: no lease, no background loops; it makes sure a
+    responder and a CRL exist."""
+    from app.bootstrap import check_configuration, load_issuing_ca, load_key_protector
+    from app.pki.ca import Profile
+    from app.services.status import StatusService
+    from app.storage.db import Database, make_engine
+
+    settings = _settings()
+    check_configuration(settings)
+    clock = SystemClock()
+    protector = await asyncio.to_thread(load_key_protector, settings, clock)
+    issuing_ca = await asyncio.to_thread(load_issuing_ca, settings)
+    db_ = Database(make_engine(settings.resolved_database_url,
+                               timeout_seconds=settings.database_timeout_seconds))
+    status = StatusService(
+        db_, issuing_ca, protector, settings.status, clock=clock,
+        distribution_point=Profile(settings.ca.policy_oid, settings.public_base_url).crl_url)
+    try:
+        await status.start(replica=False)
+        return await action(status)
+    finally:
+        await status.close()
+        await db_.dispose()
+
+
+@main.command("crl")
+@click.option("--if-due", is_flag=True,
+              help="Only when due: near nextUpdate, or older than the newest revocation.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the current CRL (DER) to this file.")
+def crl_command(if_due: bool, out: str | None) -> None:
+    """Issue a new CRL now (for cron: `certcloud crl --if-due`). Waits until every running
+    replica serves it, then prints one JSON object."""
+    from pathlib import Path
+
+    async def action(status: Any) -> tuple[dict[str, Any], bytes]:
+        issued = not if_due or await status.crl_due()
+        if issued:
+            await status.regenerate_crl()
+        confirmed = await status.await_all_replicas()
+        copy = await status.current_crl()
+        meta = copy.meta
+        return {"issued": issued, "crl_number": meta.number, "entries": meta.entries,
+                "bytes": len(copy.der), "this_update": meta.this_update.isoformat(),
+                "next_update": meta.next_update.isoformat(), "sha256": meta.sha256,
+                "replicas_confirmed": confirmed}, copy.der
+
+    summary, der = _run(lambda: _with_status(action))
+    if out:
+        Path(out).write_bytes(der)
+    click.echo(json.dumps(summary))
+
+
+@main.group("ocsp")
+def ocsp_group() -> None:
+    """The OCSP responder."""
+
+
+@ocsp_group.command("refresh")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
+def ocsp_refresh(batch_size: int) -> None:
+    """Roll the responder certificate over when due, re-sign pre-signed responses that near
+    nextUpdate and pre-sign missing ones, until none is left; prints one JSON object."""
+
+    async def action(status: Any) -> dict[str, Any]:
+        totals = {"resigned": 0, "presigned": 0, "dropped": 0}
+        while True:
+            report = (await status.refresh_ocsp(batch_size)).as_dict()
+            for name, count in report.items():
+                totals[name] += count
+            if report["resigned"] + report["dropped"] < batch_size and (
+                    report["presigned"] < batch_size):
+                break
+        responder = status.responder_certificate
+        return {**totals, "responder_serial": format(responder.serial_number, "x"),
+                "responder_not_after": responder.not_valid_after_utc.isoformat()}
+
+    click.echo(json.dumps(_run(lambda: _with_status(action))))

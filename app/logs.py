@@ -8,6 +8,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from app.observability import RequestIdFilter
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _SECRET_KEYS = re.compile(r"pin|code|rrn|secret|password|token|key", re.IGNORECASE)
 _SAFE_KEYS = frozenset({"verification_id", "certificate_id", "client_id", "code_name",
@@ -40,5 +42,6 @@ def configure_logging(level: str) -> None:
         return
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,9 +14,26 @@ from app.bootstrap import build_container
 from app.clock import SystemClock
 from app.domain.ports import Clock, PhoneVerifier
 from app.logs import configure_logging
-from app.routers import certificates, health, oauth, problems, sandbox, status, verifications
+from app.observability import Metrics, RequestContextMiddleware
+from app.routers import (
+    audit,
+    certificates,
+    health,
+    metrics,
+    oauth,
+    ocsp,
+    problems,
+    sandbox,
+    status,
+    verifications,
+)
+from app.routers import csc as csc_router
+from app.routers import signatures as signatures_router
+from app.routers.idempotency import IdempotencyMiddleware
 from app.routers.limits import BodyLimitMiddleware
 from app.routers.schemas import Problem
+from app.services import audit as audit_trail
+from app.services.sweeper import run_periodically
 from app.settings import Settings
 
 DESCRIPTION = """\
@@ -38,22 +56,38 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     settings = settings or Settings()
     clock = clock or SystemClock()
 
+    app_metrics = Metrics()
+
+    def count_event(action: str, result: str) -> None:
+        app_metrics.events.labels(action, result).inc()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         container = await build_container(settings, clock, verifier)
         app.state.container = container
+        audit_trail.event_listeners.append(count_event)
+        sweeper = asyncio.create_task(run_periodically(
+            container.db, clock, settings.sweep_interval_seconds))
         try:
             yield
         finally:
+            sweeper.cancel()
+            audit_trail.event_listeners.remove(count_event)
             await container.close()
 
     app = FastAPI(title="Certcloud", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan, docs_url="/docs", redoc_url=None)
     problems.install(app)
+    app.state.metrics = app_metrics
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    for module in (oauth, verifications, certificates, status, health):
+    app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
+    app.include_router(ocsp.router)  # first: an OCSP cache hit should match the first route
+    for module in (oauth, verifications, certificates, status, audit, health, metrics):
         app.include_router(module.router)
+    app.include_router(signatures_router.router)
+    app.include_router(csc_router.router)
     app.include_router(sandbox.callbacks_router)
     if not settings.is_production:  # every /sandbox path is 404 in production
         app.include_router(sandbox.router)
@@ -64,8 +98,25 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                                  description=app.description, routes=app.routes)
             schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
                 Problem.model_json_schema())
+            _declare_idempotency_key(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "A retry with the same key and body returns the first reply and does "
+                   "nothing again; the same key with another body is 422.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
+def _declare_idempotency_key(schema: dict[str, Any]) -> None:
+    for path, operations in schema.get("paths", {}).items():
+        post = operations.get("post")
+        if post is None or not path.startswith(("/v1/", "/csc/v1/")) or path.endswith("/lookup"):
+            continue
+        post.setdefault("parameters", []).append(IDEMPOTENCY_PARAMETER)

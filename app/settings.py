@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Certcloud's own certificate-policy OID (a UUID arc, RFC 4122 / X.667); never KFTC's.
@@ -23,10 +23,21 @@ class Argon2Settings(BaseModel):
 
 
 class KeysSettings(BaseModel):
-    """Where the server master key lives: ``local`` (key ring file in the data directory)."""
+    """Where the server master key lives: ``local`` (key ring file in the data directory) or
+    ``pkcs11`` (non-extractable AES keys inside a token). The token fields also serve a CA key
+    kept in the token (``CERTCLOUD_CA__KEY_STORE=pkcs11``)."""
 
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "pkcs11"] = "local"
     keyring_path: Path | None = None
+    pkcs11_module: Path | None = None  # e.g. /usr/lib/softhsm/libsofthsm2.so
+    token_label: str = Field("certcloud", min_length=1, max_length=32)
+    pin: SecretStr | None = None  # the token's user PIN, or:
+    pin_file: Path | None = None  # a file holding it (one line)
+    master_key_prefix: str = Field("certcloud-master", pattern=r"^[A-Za-z0-9._-]+$",
+                                   max_length=32)
+    # A running service re-reads the key list this often, so it wraps with a rotated key soon.
+    refresh_seconds: float = Field(30.0, ge=0, le=3600)
+    call_timeout_seconds: float = Field(10.0, gt=0, le=120)
 
 
 class SensSettings(BaseModel):
@@ -61,6 +72,10 @@ class CaSettings(BaseModel):
     policy_oid: str = DEFAULT_POLICY_OID
     user_key_algorithm: Literal["rsa2048", "p256"] = "rsa2048"
     validity_years: int = Field(20, ge=1, le=30)
+    # Where `certcloud ca init` makes the CA key: a file, or inside the PKCS#11 token.
+    key_store: Literal["file", "pkcs11"] = "file"
+    key_label: str = Field("certcloud-ca", min_length=1, max_length=64)
+    key_algorithm: Literal["rsa3072", "rsa4096", "p256", "p384"] = "rsa3072"
 
     @field_validator("policy_oid")
     @classmethod
@@ -68,6 +83,54 @@ class CaSettings(BaseModel):
         if value.startswith("1.2.410.200005."):
             raise ValueError("policy_oid must be the service's own OID, not KFTC's")
         return value
+
+
+class LimitsSettings(BaseModel):
+    """Abuse limits (429 past them). SMS pumping costs money, so phones are limited hard."""
+
+    verifications_per_client_per_minute: int = Field(600, ge=1)
+    verifications_per_phone_per_10_minutes: int = Field(5, ge=1)
+    wrong_codes_per_phone_per_hour: int = Field(10, ge=1)
+    signatures_per_certificate_per_minute: int = Field(60, ge=1)
+
+
+class StatusSettings(BaseModel):
+    """Relying-party status (``CERTCLOUD_STATUS__*``): OCSP and CRL validity, caching, the
+    delegated OCSP responder, and how replicas keep their in-process caches coherent."""
+
+    ocsp_next_update_seconds: int = Field(86400, ge=600, le=7 * 86400)
+    # Pre-signed responses are re-signed once less than this is left before nextUpdate.
+    ocsp_refresh_before_seconds: int = Field(43200, ge=300)
+    # Cache-Control max-age of GET replies (never past nextUpdate).
+    ocsp_http_max_age_seconds: int = Field(3600, ge=0)
+    crl_next_update_seconds: int = Field(7 * 86400, ge=3600, le=31 * 86400)
+    # The CRL is re-issued once less than this is left before its nextUpdate.
+    crl_refresh_before_seconds: int = Field(6 * 86400, ge=600)
+    responder_validity_seconds: int = Field(7 * 86400, ge=3600, le=90 * 86400)
+    responder_renew_before_seconds: int = Field(2 * 86400, ge=600)
+    responder_key_algorithm: Literal["rsa2048", "p256"] = "rsa2048"
+    presign: bool = True  # sign a response for every issued certificate ahead of queries
+    memory_cache_entries: int = Field(20000, ge=0, le=10_000_000)
+    crl_subprocess_min_entries: int = Field(5000, ge=0)  # build bigger CRLs in a child process
+    refresh_interval_seconds: float = Field(30.0, gt=0, le=3600)
+    sync_interval_seconds: float = Field(0.05, gt=0, le=5)
+    lease_seconds: float = Field(10.0, ge=1, le=300)
+    publish_timeout_seconds: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StatusSettings:
+        if not self.ocsp_refresh_before_seconds < self.ocsp_next_update_seconds:
+            raise ValueError("ocsp_refresh_before_seconds must be below ocsp_next_update_seconds")
+        if self.ocsp_http_max_age_seconds > self.ocsp_refresh_before_seconds:
+            raise ValueError("ocsp_http_max_age_seconds must not exceed "
+                             "ocsp_refresh_before_seconds")
+        if not self.crl_refresh_before_seconds < self.crl_next_update_seconds:
+            raise ValueError("crl_refresh_before_seconds must be below crl_next_update_seconds")
+        if not (self.ocsp_next_update_seconds <= self.responder_renew_before_seconds
+                < self.responder_validity_seconds):
+            raise ValueError("need ocsp_next_update_seconds <= responder_renew_before_seconds "
+                             "< responder_validity_seconds, so no response outlives its signer")
+        return self
 
 
 class OAuthSettings(BaseModel):
@@ -87,6 +150,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024
     database_timeout_seconds: float = Field(5.0, gt=0)
+    sweep_interval_seconds: float = Field(60.0, gt=0)
 
     # Secrets. In development they are generated once into <data_dir>/secrets.json when unset;
     # production refuses to start without real values.
@@ -100,6 +164,8 @@ class Settings(BaseSettings):
     verifier: VerifierSettings = VerifierSettings()
     ca: CaSettings = CaSettings()
     oauth: OAuthSettings = OAuthSettings()
+    limits: LimitsSettings = LimitsSettings()
+    status: StatusSettings = StatusSettings()
 
     @field_validator("public_base_url")
     @classmethod

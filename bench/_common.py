@@ -1,4 +1,4 @@
-"""Helpers shared by the Certcloud benchmarks in ``bench/`` (issue.py, and later sign.py, …).
+"""Helpers shared by the Certcloud benchmarks in ``bench/`` (issue.py, sign.py, …).
 
 Benchmarks print figures; nothing here asserts. What lives here:
 
@@ -6,7 +6,8 @@ Benchmarks print figures; nothing here asserts. What lives here:
 * the target server: ``--url`` or ``--spawn`` (:func:`add_target_args`, :func:`open_target`),
   including a throw-away ``certcloud serve`` in a temp data dir and ``certcloud clients create``;
 * OAuth2 client-credentials tokens (:class:`TokenSource`);
-* the API calls every flow starts with (phone verification through the sandbox, issuance);
+* the API calls every flow starts with (phone verification through the sandbox, issuance,
+  :func:`issue_for` for the whole of it);
 * distinct, valid test persons (:class:`PersonFactory`) and a weak-PIN check;
 * Argon2id parameters shared by the in-process floor and the spawned server.
 """
@@ -346,12 +347,14 @@ def spawn_env(
 class SpawnedServer:
     """``certcloud serve`` as a child process in its own session, output to a log file."""
 
-    def __init__(self, exe: str, env: dict[str, str], host: str, port: int, log_path: Path):
+    def __init__(self, exe: str, env: dict[str, str], host: str, port: int, log_path: Path,
+                 extra_args: Sequence[str] = ()):
         self.exe = exe
         self.env = env
         self.host = host
         self.port = port
         self.log_path = log_path
+        self.extra_args = list(extra_args)  # e.g. ["--workers", "2"]
         self.base_url = f"http://{host}:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -359,7 +362,8 @@ class SpawnedServer:
         with self.log_path.open("wb") as log:
             try:
                 self.proc = subprocess.Popen(
-                    [self.exe, "serve", "--host", self.host, "--port", str(self.port)],
+                    [self.exe, "serve", "--host", self.host, "--port", str(self.port),
+                     *self.extra_args],
                     env=self.env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -656,6 +660,25 @@ async def issue_certificate(
     )
     body: dict[str, Any] = expect(resp, "certificate", 201)
     return body
+
+
+async def issue_for(
+    client: httpx.AsyncClient, tokens: TokenSource, person: Person
+) -> dict[str, Any]:
+    """The whole issuance flow for ``person`` (verification, sandbox code, confirm, issue)."""
+    verification_id = await verified_phone(client, tokens, person.phone, "issue")
+    return await issue_certificate(client, tokens, verification_id, person)
+
+
+def parse_levels(text: str) -> list[int]:
+    """``--concurrency 1,4,8`` → [1, 4, 8] (an argparse type)."""
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want comma-separated integers, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"want levels of at least 1, got {text!r}")
+    return levels
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Shared fixtures. The database is SQLite by default; CERTCLOUD_TEST_DB=postgres runs the same
-suite on the real PostgreSQL server (a throwaway database per run)."""
+suite on the real PostgreSQL server (a throwaway database per run). CERTCLOUD_TEST_KEYS=pkcs11
+runs it with the master keys and the CA key inside a SoftHSM2 token (tests/hsm/softhsm.py)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ from app.pki.ca import create_ca, save_ca
 from app.settings import Settings
 from app.storage import migrate
 from app.storage.keyring import LocalKeyRing
-from app.storage.tables import metadata
+from app.services.audit import GENESIS
+from app.storage.ops_tables import audit_head
+from app.storage.schema import metadata
 
 BACKEND = os.environ.get("CERTCLOUD_TEST_DB", "sqlite")
 PG_SERVER = os.environ.get("CERTCLOUD_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+KEYS = os.environ.get("CERTCLOUD_TEST_KEYS", "local")  # or "pkcs11"
 
 
 class FixedClock:
@@ -69,6 +73,11 @@ async def drop_pg_database(url: str) -> None:
 def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory with a CA and a key ring, made once (RSA-3072 keygen is slow)."""
     base = tmp_path_factory.mktemp("template")
+    if KEYS == "pkcs11":
+        from tests.hsm.softhsm import token_template
+
+        token_template(base, tmp_path_factory.getbasetemp() / "softhsm", START - timedelta(days=1))
+        return base
     save_ca(create_ca(common_name="Certcloud Test CA", organization="Certcloud", country="KR",
                       now=START - timedelta(days=1), validity_years=20), base / "ca")
     LocalKeyRing.create(base / "keyring.json", START)
@@ -91,7 +100,10 @@ async def truncate_all(url: str) -> None:
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
-            await conn.execute(table.delete())
+            if table is audit_head:
+                await conn.execute(table.update().values(seq=0, hash=GENESIS))
+            else:
+                await conn.execute(table.delete())
     await engine.dispose()
 
 
@@ -105,10 +117,25 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         "environment": "development", "data_dir": data_dir, "database_url": database_url,
         "public_base_url": "http://certcloud.test",
         "argon2": {"time_cost": 1, "memory_kib": 1024, "parallelism": 1},
+        # Tests reuse phones far more than people do; the limits have tests of their own.
+        "limits": {"verifications_per_phone_per_10_minutes": 1000,
+                   "wrong_codes_per_phone_per_hour": 1000},
         "log_level": "DEBUG",
     }
+    if KEYS == "pkcs11":
+        from tests.hsm.softhsm import SUITE_OVERRIDES
+
+        values.update(SUITE_OVERRIDES)
     values.update(overrides)
     return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The run's SoftHSM2 (tests/hsm/softhsm.py); skips without softhsm2 installed."""
+    from tests.hsm.softhsm import SoftHsm
+
+    return SoftHsm.get(tmp_path_factory.getbasetemp() / "softhsm")
 
 
 @pytest.fixture
@@ -134,10 +161,12 @@ class Bank:
         return {"Authorization": f"Bearer {self.token}"}
 
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return await self.http.post(path, json=body, headers=self.headers, **kwargs)
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return await self.http.post(path, json=body, headers=headers, **kwargs)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.get(path, headers=self.headers, **kwargs)
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return await self.http.get(path, headers=headers, **kwargs)
 
     async def start_verification(self, phone: str, purpose: str | None = "issue",
                                  channel: str = "sms") -> dict[str, Any]:

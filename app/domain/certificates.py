@@ -96,6 +96,12 @@ class Certificate:
     def in_renewal_window(self, now: datetime) -> bool:
         return self.not_after - RENEWAL_WINDOW <= now < self.not_after
 
+    def renewal_due(self, now: datetime) -> bool:
+        """Automatic renewal: a live, unlocked certificate used inside its renewal window (the
+        last 30 days) is renewed. Past ``not_after`` it can neither sign nor renew: reissue."""
+        return (self.status_at(now) is CertificateStatus.ACTIVE and not self.locked
+                and self.in_renewal_window(now))
+
     def check_can_use_key(self, now: datetime) -> None:
         """Signing, PIN change and renewal need a live, unlocked certificate.
 

@@ -10,9 +10,11 @@ from itertools import pairwise
 
 from app.domain.errors import InvalidInput
 
-_RRN = re.compile(r"^(\d{6})-?(\d{7})$")
+# ASCII digits only, whole string: \d would take any Unicode digit (which int() accepts) and $
+# a trailing newline.
+_RRN = re.compile(r"([0-9]{6})-?([0-9]{7})")
 PIN_LENGTH = 6
-_PIN = re.compile(r"^\d{6}$")
+_PIN = re.compile(r"[0-9]{6}")
 
 # The seventh digit gives the century of birth (and sex); 5-8 are foreign residents.
 _CENTURY_BY_DIGIT = {"9": 1800, "0": 1800, "1": 1900, "2": 1900, "5": 1900, "6": 1900,
@@ -39,7 +41,7 @@ def parse_rrn(value: str, *, today: date) -> Rrn:
 
     :raises InvalidInput: with code ``rrn_invalid``.
     """
-    match = _RRN.match(value.strip()) if isinstance(value, str) else None
+    match = _RRN.fullmatch(value.strip()) if isinstance(value, str) else None
     if not match:
         raise InvalidInput("rrn must be 13 digits, optionally with a dash after the birth date",
                            code="rrn_invalid")
@@ -76,7 +78,7 @@ def check_pin(pin: object, *, is_birth_pattern: Callable[[str], bool]) -> str:
         patterns (the patterns are kept as keyed hashes, so the caller supplies the test).
     :raises InvalidInput: with code ``pin_format`` or ``pin_weak``.
     """
-    if not isinstance(pin, str) or not _PIN.match(pin):
+    if not isinstance(pin, str) or not _PIN.fullmatch(pin):
         raise InvalidInput("pin must be exactly 6 digits", code="pin_format")
     if len(set(pin)) == 1:
         raise InvalidInput("pin must not repeat one digit", code="pin_weak")

@@ -12,7 +12,7 @@ from app.domain.errors import Conflict, InvalidInput
 CODE_TTL = timedelta(minutes=3)
 USE_WINDOW = timedelta(minutes=10)  # how long a verified verification may wait to be used
 MAX_WRONG_CODES = 5
-_PHONE = re.compile(r"^\+[1-9]\d{7,14}$")
+_PHONE = re.compile(r"\+[1-9][0-9]{7,14}")  # fullmatch, ASCII digits: \d takes any Unicode digit
 
 
 class Channel(enum.StrEnum):
@@ -40,7 +40,7 @@ def normalize_phone(phone: object) -> str:
     if not isinstance(phone, str):
         raise InvalidInput("phone must be a string in E.164 form", code="phone_invalid")
     compact = phone.replace("-", "").replace(" ", "")
-    if not _PHONE.match(compact):
+    if not _PHONE.fullmatch(compact):
         raise InvalidInput("phone must be in E.164 form, e.g. +821012345678", code="phone_invalid")
     return compact
 

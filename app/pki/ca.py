@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +19,8 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 CA_KEY_FILE = "ca.key.pem"
 CA_CERT_FILE = "ca.cert.pem"
+# For a CA whose key stays in a PKCS#11 token: which token and label hold it (no secret).
+CA_KEY_REF_FILE = "ca.key.pkcs11.json"
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,29 @@ def save_ca(ca: CertificateAuthority, directory: Path) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(key_pem)
     cert_path.write_bytes(ca.certificate_pem)
+
+
+def save_ca_certificate(certificate: x509.Certificate, directory: Path,
+                        key_reference: dict[str, str]) -> None:
+    """Write the certificate of a CA whose key stays in a token, and where that key is (token
+    and label); refuses to overwrite an existing CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ref_path, cert_path = directory / CA_KEY_REF_FILE, directory / CA_CERT_FILE
+    if (directory / CA_KEY_FILE).exists() or ref_path.exists() or cert_path.exists():
+        raise FileExistsError(f"a CA already exists in {directory}")
+    ref_path.write_text(json.dumps(key_reference, indent=2) + "\n")
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def ca_key_reference(directory: Path) -> dict[str, str] | None:
+    """Where the token-held CA key is, or None for a CA with a key file."""
+    path = directory / CA_KEY_REF_FILE
+    return dict(json.loads(path.read_text())) if path.exists() else None
+
+
+def load_ca_certificate(directory: Path) -> x509.Certificate:
+    """:raises FileNotFoundError: when no CA was initialised there."""
+    return x509.load_pem_x509_certificate((directory / CA_CERT_FILE).read_bytes())
 
 
 def ca_exists(directory: Path) -> bool:

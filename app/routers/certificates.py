@@ -84,10 +84,11 @@ async def unlock_certificate(certificate_id: str, body: UnlockRequest, principal
 @router.post("/{certificate_id}/pin", response_model=CertificatePublic,
              operation_id="change_pin", summary="Change the PIN (the key is rewrapped)",
              responses=problem_responses(401, 403, 404, 409, 422, 423))
-async def change_pin(certificate_id: str, body: PinChange, _principal: SignClient,
+async def change_pin(certificate_id: str, body: PinChange, principal: SignClient,
                      container: ContainerDep) -> CertificatePublic:
     certificate = await container.certificates.change_pin(
-        certificate_id=certificate_id, pin=body.pin, new_pin=body.new_pin)
+        certificate_id=certificate_id, pin=body.pin, new_pin=body.new_pin,
+        client_id=principal.client_id)
     return CertificatePublic.of(certificate, container.clock.now())
 
 

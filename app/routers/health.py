@@ -21,4 +21,10 @@ async def healthz() -> Health:
             summary="The database is reachable", responses=problem_responses(503))
 async def readyz(container: ContainerDep) -> Health:
     await container.db.ping()
+    # The key store too: a failing token (protector or CA key) raises DependencyUnavailable,
+    # which the edge turns into 503 problem+json.
+    for part in (container.protector, container.issuer.ca.key):
+        check = getattr(part, "check", None)
+        if check is not None:
+            await check()
     return Health(status="ok")

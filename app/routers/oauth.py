@@ -60,11 +60,14 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
 )
 async def issue_token(request: Request, container: ContainerDep) -> JSONResponse:
     try:
-        content_type = request.headers.get("content-type", "")
+        content_type = request.headers.get("content-type", "").lower()  # RFC 9110 §8.3.1
         if not content_type.startswith("application/x-www-form-urlencoded"):
             raise OAuthError("invalid_request",
                              "the body must be application/x-www-form-urlencoded")
         form = await request.form()
+        keys = [key for key, _ in form.multi_items()]
+        if len(keys) != len(set(keys)):  # RFC 6749 §3.2; a dict would keep one silently
+            raise OAuthError("invalid_request", "request parameters must not be repeated")
         fields = {key: value for key, value in form.items() if isinstance(value, str)}
         if fields.get("grant_type") != "client_credentials":
             raise OAuthError("unsupported_grant_type" if fields.get("grant_type")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.domain.errors import DomainError
+from app.observability import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ def problem(status: int, code: str, title: str, detail: str,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": f"https://certcloud.dev/problems/{code}", "title": title, "status": status,
             "detail": detail, "code": code, **extra}
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -36,6 +40,10 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = STATUS_BY_KIND.get(exc.kind, 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429 and "retry_after" in exc.extra:
+        retry = str(exc.extra["retry_after"])
+        headers = {"Retry-After": retry, "RateLimit-Limit": str(exc.extra.get("limit", "")),
+                   "RateLimit-Remaining": "0", "RateLimit-Reset": retry}
     if status == 503:
         log.warning("dependency unavailable", extra={"code": exc.code})
     return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)

@@ -16,6 +16,7 @@ from jose import JWTError, jwt
 
 from app.domain.errors import InvalidInput, NotFound, Unauthenticated
 from app.domain.ports import Clock
+from app.services import audit
 from app.services.secrets import ServerSecrets
 from app.settings import OAuthSettings
 from app.storage.db import Database
@@ -85,9 +86,11 @@ class AuthService:
         secret = secrets.token_urlsafe(32)
         secret_hash = await asyncio.to_thread(_hasher.hash, secret)
         async with self.db.transaction() as conn:
+            now = self.clock.now()
             await Repository(conn).add_client(client_id=client_id, name=name,
-                                              secret_hash=secret_hash, scopes=granted,
-                                              now=self.clock.now())
+                                              secret_hash=secret_hash, scopes=granted, now=now)
+            await audit.append(conn, self.secrets.audit_key, now=now, action="client_create",
+                               client_id=client_id, name=name, scopes=granted)
         return NewClient(client_id, secret, granted)
 
     async def list_clients(self) -> list[dict[str, Any]]:
@@ -101,6 +104,9 @@ class AuthService:
         async with self.db.transaction() as conn:
             if not await Repository(conn).set_client_disabled(client_id, disabled):
                 raise NotFound(f"no client {client_id!r}", code="client_not_found")
+            await audit.append(conn, self.secrets.audit_key, now=self.clock.now(),
+                               action="client_disable" if disabled else "client_enable",
+                               client_id=client_id)
 
     async def issue_token(self, client_id: str, client_secret: str,
                           requested_scope: str | None) -> IssuedToken:

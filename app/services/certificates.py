@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.certificates import (
+    MAX_WRONG_PINS,
     VALIDITY,
     Certificate,
     CertificateStatus,
@@ -24,9 +25,11 @@ from app.domain.identity import birth_date_patterns, check_pin, parse_rrn
 from app.domain.ports import Clock
 from app.domain.verification import Purpose, normalize_phone
 from app.pki.keys import UserPrivateKey, WrongPin
+from app.services import audit
 from app.services.custody import KeyCustody
 from app.services.issuer import Issuer, serial_hex
 from app.services.secrets import ServerSecrets
+from app.services.status import NO_RECORDER, RevocationRecorder
 from app.storage.db import Database
 from app.storage.repository import Repository
 
@@ -51,9 +54,12 @@ class _Holder:
 
 class CertificateService:
     def __init__(self, db: Database, issuer: Issuer, custody: KeyCustody,
-                 secrets_: ServerSecrets, clock: Clock) -> None:
+                 secrets_: ServerSecrets, clock: Clock,
+                 revocations: RevocationRecorder | None = None) -> None:
         self.db, self.issuer, self.custody = db, issuer, custody
         self.secrets, self.clock = secrets_, clock
+        # Status (OCSP, CRL): told in the revoking transaction, published before the reply.
+        self.revocations = revocations or NO_RECORDER
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -121,7 +127,7 @@ class CertificateService:
         return await self._sign_and_activate(
             certificate_id=certificate_id, person_id=person_id, name=person.name, key=key,
             serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
-            supersede_active=True)
+            supersede_active=True, client_id=client_id, action="issue")
 
     async def reissue(self, *, client_id: str, certificate_id: str, verification_id: str,
                       pin: str) -> Certificate:
@@ -150,14 +156,16 @@ class CertificateService:
         return await self._sign_and_activate(
             certificate_id=new_id, person_id=holder.person_id, name=holder.name, key=key,
             serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
-            supersede_active=True)
+            supersede_active=True, client_id=client_id, action="reissue")
 
     async def _sign_and_activate(
         self, *, certificate_id: str, person_id: str, name: str, key: UserPrivateKey,
         serial: int, master_key_id: str, wrapped: bytes, now: datetime, supersede_active: bool,
+        client_id: str, action: str,
     ) -> Certificate:
         """The CA signs only after the pending row is stored; activation then supersedes the
         person's active certificate in one transaction, under the person's row lock."""
+        published: int | None = None
         try:
             der = await self.issuer.sign(key=key, name=name, person_id=person_id, serial=serial,
                                          not_before=now, not_after=now + VALIDITY)
@@ -168,12 +176,21 @@ class CertificateService:
                 if previous is not None and supersede_active:
                     await repo.revoke(previous.id, RevocationReason.SUPERSEDED, now)
                     await repo.set_replaces(certificate_id, previous.id)
+                    published = await self.revocations.record(conn, previous.id)
                 await repo.activate_certificate(certificate_id, certificate_der=der,
                                                 master_key_id=master_key_id,
                                                 wrapped_key=wrapped, now=now)
+                if previous is not None and supersede_active:
+                    await audit.append(conn, self.secrets.audit_key, now=now,
+                                       action="supersede", client_id=client_id,
+                                       certificate_id=previous.id, successor_id=certificate_id)
+                await audit.append(conn, self.secrets.audit_key, now=now, action=action,
+                                   client_id=client_id, certificate_id=certificate_id,
+                                   serial=serial_hex(serial))
         except BaseException:
             await self._discard_pending(certificate_id)
             raise
+        await self.revocations.publish(published)
         log.info("certificate issued", extra={"certificate_id": certificate_id,
                                               "serial": serial_hex(serial),
                                               "superseded": previous.id if previous else None})
@@ -189,8 +206,8 @@ class CertificateService:
 
     # --- PIN-protected operations --------------------------------------------------------
 
-    async def open_key(self, certificate_id: str, pin: str, *, require_usable: bool = True
-                       ) -> tuple[Certificate, UserPrivateKey]:
+    async def open_key(self, certificate_id: str, pin: str, *, require_usable: bool = True,
+                       client_id: str | None = None) -> tuple[Certificate, UserPrivateKey]:
         """Check the PIN by opening the key. The try is counted before the (slow) check, in
         its own committed update, so concurrent wrong PINs never add up past the limit."""
         now = self.clock.now()
@@ -209,23 +226,33 @@ class CertificateService:
             key = await self.custody.open(certificate_id, master_key_id, wrapped, pin)
         except WrongPin:
             log.info("wrong PIN", extra={"certificate_id": certificate_id, "tries": tries})
+            async with self.db.transaction() as conn:
+                await audit.append(conn, self.secrets.audit_key, now=now, action="pin_check",
+                                   result="failure", client_id=client_id,
+                                   certificate_id=certificate_id, wrong_pins=tries)
+                if tries is not None and tries >= MAX_WRONG_PINS:
+                    await audit.append(conn, self.secrets.audit_key, now=now, action="lock",
+                                       client_id=client_id, certificate_id=certificate_id)
             raise wrong_pin_error(tries or 0) from None
         async with self.db.transaction() as conn:
             await Repository(conn).reset_pin_tries(certificate_id, now)
         certificate.wrong_pins = 0
         return certificate, key
 
-    async def change_pin(self, *, certificate_id: str, pin: str, new_pin: str) -> Certificate:
+    async def change_pin(self, *, certificate_id: str, pin: str, new_pin: str,
+                         client_id: str | None = None) -> Certificate:
         _certificate, holder = await self._load_with_holder(certificate_id)
         check_pin(new_pin, is_birth_pattern=holder.is_birth_pattern)
         if secrets.compare_digest(pin.encode(), new_pin.encode()):
             raise InvalidInput("new_pin must differ from pin", code="pin_unchanged")
-        certificate, key = await self.open_key(certificate_id, pin)
+        certificate, key = await self.open_key(certificate_id, pin, client_id=client_id)
         master_key_id, wrapped = await self.custody.seal(key, new_pin, certificate_id)
         async with self.db.transaction() as conn:
+            now = self.clock.now()
             await Repository(conn).replace_wrapped_key(
-                certificate_id, master_key_id=master_key_id, wrapped_key=wrapped,
-                now=self.clock.now())
+                certificate_id, master_key_id=master_key_id, wrapped_key=wrapped, now=now)
+            await audit.append(conn, self.secrets.audit_key, now=now, action="pin_change",
+                               client_id=client_id, certificate_id=certificate_id)
         log.info("PIN changed", extra={"certificate_id": certificate_id})
         return await self.get(certificate.id)
 
@@ -243,6 +270,9 @@ class CertificateService:
             await self._consume(repo, verification_id, client_id, holder.phone,
                                 Purpose.UNLOCK, now)
             await repo.reset_pin_tries(certificate_id, now)
+            await audit.append(conn, self.secrets.audit_key, now=now, action="unlock",
+                               client_id=client_id, certificate_id=certificate_id,
+                               verification_id=verification_id)
         log.info("certificate unlocked", extra={"certificate_id": certificate_id})
         return await self.get(certificate_id)
 
@@ -256,18 +286,28 @@ class CertificateService:
                 certificate.revocation_reason, reason) is None:
             return certificate  # a repeat changes nothing, so it needs no proof
         if pin is not None:
-            await self.open_key(certificate_id, pin, require_usable=False)
+            await self.open_key(certificate_id, pin, require_usable=False, client_id=client_id)
+        published: int | None = None
         async with self.db.transaction() as conn:
             repo = Repository(conn)
             if verification_id is not None:
                 await self._consume(repo, verification_id, client_id, holder.phone,
                                     Purpose.REVOKE, now)
-            if not await repo.revoke(certificate_id, reason, now):
+            if await repo.revoke(certificate_id, reason, now):
+                changed: RevocationReason | None = reason
+            else:
                 current = await repo.get_certificate(certificate_id)
                 assert current is not None
-                update = revocation_update(current.revocation_reason, reason)
-                if update is not None:
-                    await repo.set_revocation_reason(certificate_id, update, now)
+                changed = revocation_update(current.revocation_reason, reason)
+                if changed is not None:
+                    await repo.set_revocation_reason(certificate_id, changed, now)
+            if changed is not None:
+                published = await self.revocations.record(conn, certificate_id)
+                await audit.append(conn, self.secrets.audit_key, now=now, action="revoke",
+                                   client_id=client_id, certificate_id=certificate_id,
+                                   reason=changed.api_name,
+                                   proof="pin" if pin is not None else "verification")
+        await self.revocations.publish(published)
         log.info("certificate revoked", extra={"certificate_id": certificate_id,
                                                "reason": reason.api_name})
         return await self.get(certificate_id)
@@ -309,3 +349,45 @@ class CertificateService:
         found[0].check_usable(now, client_id=client_id, phone=phone, purpose=purpose)
         if not await repo.consume_verification(verification_id, now):
             raise Conflict("verification is used", code="verification_used")
+
+    # --- automatic renewal ---------------------------------------------------------------
+
+    async def renew(self, *, client_id: str, certificate: Certificate, pin: str
+                    ) -> tuple[Certificate, UserPrivateKey] | None:
+        """Automatic renewal (자동 갱신) of a certificate whose PIN the caller has just checked:
+        a new key pair sealed under the same PIN, a new certificate and serial valid for another
+        three years, the predecessor revoked ``superseded`` and named by ``replaces_id``.
+
+        The successor's pending row is written only after checking, under the person's row
+        lock, that the certificate is still active and has no successor yet; so two renewals
+        (or a renewal and a reissue) of one certificate never both go ahead.
+
+        :param client_id: the bank whose signature request triggered the renewal.
+        :return: the successor and its key, or None when the certificate was already replaced
+            or is no longer active (a concurrent request won).
+        """
+        now = self.clock.now()
+        _current, holder = await self._load_with_holder(certificate.id)
+        key = await self.issuer.new_key()
+        new_id = str(uuid.uuid4())
+        master_key_id, wrapped = await self.custody.seal(key, pin, new_id)
+        serial = self.issuer.new_serial()
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            await repo.get_person(holder.person_id, for_update=True)
+            current = await repo.get_certificate(certificate.id)
+            if (current is None or current.status_at(now) is not CertificateStatus.ACTIVE
+                    or await repo.is_replaced(certificate.id)):
+                return None
+            await repo.add_pending_certificate(
+                certificate_id=new_id, person_id=holder.person_id, serial=serial_hex(serial),
+                not_before=now, not_after=now + VALIDITY,
+                key_algorithm=self.issuer.key_algorithm, client_id=client_id,
+                replaces_id=certificate.id, now=now)
+        renewed = await self._sign_and_activate(
+            certificate_id=new_id, person_id=holder.person_id, name=holder.name, key=key,
+            serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
+            supersede_active=True, client_id=client_id, action="renew")
+        log.info("certificate renewed", extra={"certificate_id": new_id,
+                                               "replaces_id": certificate.id})
+        return renewed, key

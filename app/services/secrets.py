@@ -38,6 +38,10 @@ class ServerSecrets:
         message = f"pin-pattern:{person_salt}:{digits}".encode()
         return hmac.new(self.rrn_hmac_key, message, hashlib.sha256).hexdigest()
 
+    @property
+    def audit_key(self) -> bytes:
+        return hmac.new(self.code_hmac_key, b"audit-chain", hashlib.sha256).digest()
+
     def code_hash(self, verification_id: str, code: str) -> str:
         return hmac.new(self.code_hmac_key, f"otp:{verification_id}:{code}".encode(),
                         hashlib.sha256).hexdigest()

@@ -19,7 +19,10 @@ from app.domain.verification import (
     VerificationStatus,
     normalize_phone,
 )
+from app.services import audit
+from app.services.limits import Limit, RateLimiter
 from app.services.secrets import ServerSecrets
+from app.settings import LimitsSettings
 from app.storage.db import Database
 from app.storage.repository import Repository
 
@@ -36,10 +39,28 @@ def new_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 
 
+def _may_exist(verification_id: str) -> bool:
+    """Ids are canonical UUIDs made here; anything else is unknown without asking the
+    database (which may refuse what a path can carry, e.g. PostgreSQL and NUL)."""
+    try:
+        return str(uuid.UUID(verification_id)) == verification_id
+    except ValueError:
+        return False
+
+
 class VerificationService:
     def __init__(self, db: Database, verifier: PhoneVerifier, secrets_: ServerSecrets,
-                 clock: Clock) -> None:
+                 clock: Clock, limiter: RateLimiter | None = None,
+                 limits: LimitsSettings | None = None) -> None:
         self.db, self.verifier, self.secrets, self.clock = db, verifier, secrets_, clock
+        self.limiter = limiter or RateLimiter(db)
+        limits = limits or LimitsSettings()
+        self.per_client = Limit("verifications_per_client",
+                                limits.verifications_per_client_per_minute, 60)
+        self.per_phone = Limit("verifications_per_phone",
+                               limits.verifications_per_phone_per_10_minutes, 600)
+        self.wrong_codes = Limit("wrong_codes_per_phone", limits.wrong_codes_per_phone_per_hour,
+                                 3600)
 
     async def start(self, *, client_id: str, phone: str, channel: Channel,
                     purpose: Purpose | None) -> StartedVerification:
@@ -48,10 +69,16 @@ class VerificationService:
             id=str(uuid.uuid4()), client_id=client_id, phone=normalize_phone(phone),
             channel=channel, purpose=purpose, status=VerificationStatus.PENDING, wrong_codes=0,
             created_at=now, expires_at=now + CODE_TTL, verified_at=None, used_at=None)
+        await self.limiter.hit(self.per_client, client_id, now)
+        await self.limiter.hit(self.per_phone, verification.phone, now)
         code = new_code()
         async with self.db.transaction() as conn:
             await Repository(conn).add_verification(
                 verification, self.secrets.code_hash(verification.id, code))
+            await audit.append(conn, self.secrets.audit_key, now=now,
+                               action="verification_start", client_id=client_id,
+                               verification_id=verification.id, channel=channel.value,
+                               purpose=purpose.value if purpose else None)
         try:
             if channel is Channel.SMS:
                 text = f"[Certcloud] 인증번호 {code} (3분 내 입력). 타인에게 알려주지 마세요."
@@ -64,12 +91,18 @@ class VerificationService:
             # Nothing was delivered: this verification can never be confirmed; start anew.
             async with self.db.transaction() as conn:
                 await Repository(conn).fail_verification(verification.id)
+                await audit.append(conn, self.secrets.audit_key, now=now,
+                                   action="verification_start", result="failure",
+                                   client_id=client_id, verification_id=verification.id,
+                                   cause="provider_unavailable")
             raise
         log.info("verification started", extra={"verification_id": verification.id,
                                                 "channel": channel.value, "client_id": client_id})
         return StartedVerification(verification, code if channel is Channel.ARS else None)
 
     async def get(self, *, client_id: str, verification_id: str) -> Verification:
+        if not _may_exist(verification_id):
+            raise NotFound("no such verification", code="verification_not_found")
         async with self.db.transaction(write=False) as conn:
             found = await Repository(conn).get_verification(verification_id)
         if found is None or found[0].client_id != client_id:
@@ -88,6 +121,8 @@ class VerificationService:
 
     async def _confirm(self, verification_id: str, code: str, *, client_id: str | None,
                        channel: Channel) -> Verification:
+        if not _may_exist(verification_id):
+            raise NotFound("no such verification", code="verification_not_found")
         now = self.clock.now()
         async with self.db.transaction() as conn:
             repo = Repository(conn)
@@ -96,6 +131,7 @@ class VerificationService:
                 raise NotFound("no such verification", code="verification_not_found")
             verification, code_hash = found
             verification.check_confirmable(now, verification.client_id)
+            await self.limiter.check(self.wrong_codes, verification.phone, now)
             if verification.channel is not channel:
                 raise Conflict(f"a {verification.channel.value} verification cannot be confirmed "
                                f"this way", code="verification_channel_mismatch")
@@ -108,7 +144,14 @@ class VerificationService:
             else:
                 wrong = await repo.count_wrong_code(verification_id, MAX_WRONG_CODES)
                 verified = False
+            await audit.append(conn, self.secrets.audit_key, now=now,
+                               action="verification_confirm",
+                               result="ok" if verified else "failure",
+                               client_id=verification.client_id,
+                               verification_id=verification_id,
+                               wrong_tries=None if verified else wrong)
         if not verified:
+            await self.limiter.hit(self.wrong_codes, verification.phone, now)
             remaining = max(MAX_WRONG_CODES - (wrong or MAX_WRONG_CODES), 0)
             log.info("verification code wrong", extra={"verification_id": verification_id})
             raise InvalidInput("the code does not match" + ("" if remaining else

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.domain.errors import Conflict, DependencyUnavailable
@@ -20,7 +22,10 @@ def make_engine(url: str, *, timeout_seconds: float = 5.0) -> AsyncEngine:
         return engine
     connect_args: dict[str, Any] = {}
     if "+asyncpg" in url:
-        connect_args = {"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6}
+        # Every wait on the server is bounded by the configured timeout: connecting, and each
+        # statement (a frozen server must not hold a request; the batched reads and writes
+        # here take milliseconds).
+        connect_args = {"timeout": timeout_seconds, "command_timeout": timeout_seconds}
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
                                pool_timeout=timeout_seconds, connect_args=connect_args)
 
@@ -44,6 +49,27 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# SQLSTATE classes and codes (PostgreSQL appendix A). asyncpg's server errors reach here as a
+# plain DBAPIError, so they are told apart by their SQLSTATE.
+_UNAVAILABLE_CLASSES = ("08", "53", "57")  # connection exception, insufficient resources,
+# operator intervention (shutting down, starting up / not yet accepting connections, cancelled)
+_CONFLICT_STATES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
+def _unavailable(exc: BaseException) -> DependencyUnavailable:
+    error = DependencyUnavailable("the database is unavailable", code="database_unavailable")
+    error.__cause__ = exc
+    return error
+
+
 @asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """Database trouble becomes a domain error: a lost race is 409, an outage is 503."""
@@ -52,13 +78,15 @@ async def translate_errors() -> AsyncIterator[None]:
     except IntegrityError:
         raise Conflict("a concurrent change conflicted with this request; retry",
                        code="concurrent_change") from None
-    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
-        raise DependencyUnavailable("the database is unavailable",
-                                    code="database_unavailable") from exc
+    except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as exc:
+        raise _unavailable(exc) from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise DependencyUnavailable("the database is unavailable",
-                                        code="database_unavailable") from exc
+        state = _sqlstate(exc)
+        if state in _CONFLICT_STATES:
+            raise Conflict("a concurrent change conflicted with this request; retry",
+                           code="concurrent_change") from None
+        if exc.connection_invalidated or state.startswith(_UNAVAILABLE_CLASSES):
+            raise _unavailable(exc) from exc
         raise
 
 
@@ -66,18 +94,34 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # Getting a connection (a pool slot, the pre-ping of a pooled connection, or a new
+        # connection) is bounded as a whole by the configured timeout (make_engine's pool
+        # timeout): each step alone could otherwise use it up.
+        pool_timeout = getattr(engine.pool, "timeout", None)
+        self.acquire_timeout: float | None = None if self.is_sqlite else (
+            float(pool_timeout()) if callable(pool_timeout) else 5.0)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        conn = self.engine.connect()
+        async with asyncio.timeout(self.acquire_timeout):
+            await conn.start()
+        try:
+            yield conn
+        finally:
+            await asyncio.shield(conn.close())
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        async with translate_errors(), self.engine.connect() as conn:
+        async with translate_errors(), self._connection() as conn:
             if self.is_sqlite and write:
                 conn = await conn.execution_options(sqlite_immediate=True)
             async with conn.begin():
                 yield conn
 
     async def ping(self) -> None:
-        async with translate_errors(), self.engine.connect() as conn:
+        async with translate_errors(), self._connection() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

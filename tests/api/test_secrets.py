@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.logs import JsonFormatter
 from app.pki.keys import private_key_to_der
-from app.storage.tables import metadata
+from app.storage.schema import metadata
 from tests.conftest import Bank, Service, person
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.storage import migrate
-from app.storage.tables import metadata
+from app.storage.schema import metadata
 from tests.conftest import BACKEND, create_pg_database, drop_pg_database
 
 

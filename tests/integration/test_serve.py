@@ -110,6 +110,8 @@ def test_development_server_runs_the_whole_flow(tmp_path: Path,
             assert http.get("/docs").status_code == 200
             assert "/v1/certificates" in http.get("/openapi.json").json()["paths"]
 
+        verified = certcloud("audit", "verify", env=env)
+        assert verified.returncode == 0 and "intact" in verified.stdout, verified.stderr
         disabled = certcloud("clients", "disable", client["client_id"], env=env)
         assert disabled.returncode == 0
         with httpx.Client(base_url=base, timeout=30) as http:

@@ -1,0 +1,145 @@
+"""The CRL (RFC 5280 §5): one full CRL of the CA's end-entity certificates.
+
+It is built with ``cryptography``'s :class:`~cryptography.x509.CertificateRevocationListBuilder`
+given the whole list at once (``revoked_certificates=``; chained ``add_revoked_certificate``
+copies the list on every call). A large CRL is built in a child process so the server's event
+loop and its GIL stay free: the child builds the TBSCertList with a throwaway key of the same
+signature algorithm, and this process signs those bytes with the CA key (a file key or a
+token-backed one alike) and puts the CertificateList together with ``asn1crypto``, the one step
+``cryptography`` has no API for.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from asn1crypto import crl as asn1_crl
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+REASON_FLAGS = {
+    1: x509.ReasonFlags.key_compromise, 2: x509.ReasonFlags.ca_compromise,
+    3: x509.ReasonFlags.affiliation_changed, 4: x509.ReasonFlags.superseded,
+    5: x509.ReasonFlags.cessation_of_operation, 6: x509.ReasonFlags.certificate_hold,
+    8: x509.ReasonFlags.remove_from_crl, 9: x509.ReasonFlags.privilege_withdrawn,
+    10: x509.ReasonFlags.aa_compromise,
+}
+
+
+def reason_flag(code: int | None) -> x509.ReasonFlags | None:
+    """The reasonCode to put on an entry or OCSP answer; ``None`` for unspecified (0), which
+    RFC 5280 §5.3.1 says to leave out rather than state."""
+    return None if code is None else REASON_FLAGS.get(code)
+
+
+# An entry as it travels to the child process: (serial, revoked_at POSIX seconds, reason code).
+EntryTuple = tuple[int, int, int | None]
+
+
+@dataclass(frozen=True)
+class CrlParams:
+    """Everything but the entries and the key; plain data, so it can go to a child process."""
+
+    ca_certificate_der: bytes
+    number: int
+    this_update: datetime
+    next_update: datetime
+    distribution_point: str  # the CRLDP URL that issued certificates carry
+
+
+def _builder(params: CrlParams, entries: Sequence[EntryTuple]
+             ) -> x509.CertificateRevocationListBuilder:
+    ca = x509.load_der_x509_certificate(params.ca_certificate_der)
+    ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    reason_extensions: dict[int | None, list[x509.Extension[x509.ExtensionType]]] = {}
+    for code in (None, 0, *REASON_FLAGS):
+        flag = reason_flag(code)
+        reason_extensions[code] = [] if flag is None else [
+            x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(flag))]
+    revoked = [
+        x509.RevokedCertificateBuilder(serial, datetime.fromtimestamp(revoked_at, UTC),
+                                       reason_extensions.get(code, [])).build()
+        for serial, revoked_at, code in entries]
+    return (
+        x509.CertificateRevocationListBuilder(
+            issuer_name=ca.subject, last_update=params.this_update,
+            next_update=params.next_update, revoked_certificates=revoked)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                       critical=False)
+        .add_extension(x509.CRLNumber(params.number), critical=False)
+        .add_extension(x509.IssuingDistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(params.distribution_point)],
+            relative_name=None, only_contains_user_certs=True, only_contains_ca_certs=False,
+            only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False),
+            critical=True)
+    )
+
+
+def signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | hashes.SHA384:
+    """The hash the CA signs with; the same rule as the certificates it issues."""
+    return hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) else hashes.SHA256()
+
+
+def build_crl(key: CertificateIssuerPrivateKeyTypes, params: CrlParams,
+              entries: Sequence[EntryTuple]) -> bytes:
+    """The signed CRL (DER), in this process. Blocking: call it from a worker thread."""
+    crl = _builder(params, entries).sign(key, signature_hash(key))
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+@functools.cache
+def _throwaway_key(kind: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    if kind == "rsa":
+        # Its signature is thrown away (see build_tbs), so its size does not matter.
+        return rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_kind(key: CertificateIssuerPrivateKeyTypes) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "ec"
+    raise TypeError("the CA key must be RSA or EC")
+
+
+def build_tbs(kind: str, params: CrlParams, entries: Sequence[EntryTuple]) -> bytes:
+    """The TBSCertList (DER) for the CA key of ``kind`` ("rsa" or "ec"). Runs in a child
+    process; the throwaway key only gives the builder something to sign with, so the TBS names
+    the same signature algorithm the CA key signs with (sha256WithRSAEncryption or
+    ecdsa-with-SHA384). Its signature is discarded."""
+    algorithm: hashes.SHA256 | hashes.SHA384 = hashes.SHA384() if kind == "ec" else (
+        hashes.SHA256())
+    crl = _builder(params, entries).sign(_throwaway_key(kind), algorithm)
+    return crl.tbs_certlist_bytes
+
+
+def sign_tbs(key: CertificateIssuerPrivateKeyTypes, tbs: bytes) -> bytes:
+    """Sign a TBSCertList with the CA key and return the CertificateList (DER); the result is
+    verified against the CA's public key before it is returned.
+
+    :raises ValueError: the TBS names another algorithm than this key signs with.
+    """
+    parsed = asn1_crl.TbsCertList.load(tbs, strict=True)
+    algorithm = signature_hash(key)
+    if isinstance(key, rsa.RSAPrivateKey):
+        expected = f"{algorithm.name}_rsa"
+        signature = key.sign(tbs, padding.PKCS1v15(), algorithm)
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        expected = f"{algorithm.name}_ecdsa"
+        signature = key.sign(tbs, ec.ECDSA(algorithm))
+    else:
+        raise TypeError("the CA key must be RSA or EC")
+    if parsed["signature"]["algorithm"].native != expected:
+        raise ValueError("the TBSCertList names another signature algorithm")
+    der: bytes = asn1_crl.CertificateList({
+        "tbs_cert_list": parsed, "signature_algorithm": parsed["signature"],
+        "signature": signature}).dump()
+    if not x509.load_der_x509_crl(der).is_signature_valid(key.public_key()):
+        raise ValueError("the assembled CRL does not verify")
+    return der

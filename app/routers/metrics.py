@@ -1,0 +1,22 @@
+"""GET /metrics: Prometheus text format."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.deps import ContainerDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response, operation_id="metrics",
+            summary="Prometheus metrics", responses={200: {"content": {"text/plain": {}}}})
+async def metrics(request: Request, container: ContainerDep) -> Response:
+    registry = request.app.state.metrics
+    pool = container.db.engine.pool
+    checked_out = getattr(pool, "checkedout", None)
+    if callable(checked_out):
+        request.app.state.metrics.pool_checked_out.set(checked_out())
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

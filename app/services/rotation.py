@@ -1,0 +1,329 @@
+"""Master-key rotation: add a key, move every stored blob onto the newest key, retire old keys.
+
+Only the outer (master-key) layer changes. A blob is opened with its old master key and wrapped
+again with the newest; what passes through memory is the inner layer, still sealed under the
+holder's PIN (Argon2id + AES-GCM), so rewrapping never needs, sees or could use a PIN.
+
+Rewrap is safe while the service runs and resumable after a crash:
+
+* Blobs move in batches. A batch is read in one short transaction, rewrapped outside any
+  transaction (token calls), and written in one transaction of conditional updates. A crash
+  loses at most the batch in flight; every row is either wholly old or wholly new.
+* Each update applies only if the row still holds the blob that was read (its key id *and* its
+  bytes). A PIN change that lands meanwhile wins: its new blob is never overwritten by a rewrap
+  of the old one, even when a service that has not yet seen the new key wrote it under the old
+  key id.
+* Resuming is simply running again: the rows still on an old key are the work left.
+
+New tables that hold wrapped blobs register a :class:`BlobStore` with :func:`register_blob_store`;
+rewrap, status and retire then cover them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Table, and_, bindparam, func, select, update
+
+from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.ports import KeyProtector
+from app.services.custody import key_binding
+from app.storage.db import Database
+from app.storage.keyring_file import MasterKeyInfo
+from app.storage.tables import certificates
+
+log = logging.getLogger(__name__)
+
+
+class ManagedKeyProtector(KeyProtector, Protocol):
+    """A key protector whose master keys can be listed, added and retired
+    (:class:`app.storage.keyring_file.KeyRingFile`, :class:`app.storage.pkcs11.Pkcs11Protector`)."""
+
+    async def reload(self) -> None: ...
+
+    async def list_keys(self) -> list[MasterKeyInfo]: ...
+
+    async def add_key(self, now: datetime) -> str: ...
+
+    async def retire_key(self, key_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class BlobStore:
+    """A table that holds wrapped blobs: its primary key, key id and blob columns, and the
+    associated data each blob was wrapped with (from the row's id)."""
+
+    name: str
+    table: Table
+    id_column: str
+    key_id_column: str
+    blob_column: str
+    binding: Callable[[str], bytes]
+
+
+BLOB_STORES: list[BlobStore] = [
+    BlobStore("certificates.wrapped_key", certificates, "id", "master_key_id", "wrapped_key",
+              key_binding),
+]
+
+
+def register_blob_store(store: BlobStore) -> None:
+    """Make rewrap, status and retire cover another table of wrapped blobs."""
+    if all(existing.name != store.name for existing in BLOB_STORES):
+        BLOB_STORES.append(store)
+
+
+@dataclass
+class KeyStatus:
+    """Master keys held, and blob counts per key id (per store and in total)."""
+
+    keys: list[MasterKeyInfo]
+    counts: dict[str, dict[str, int]]  # store name -> key id -> blobs
+
+    @property
+    def totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for per_key in self.counts.values():
+            for key_id, count in per_key.items():
+                totals[key_id] = totals.get(key_id, 0) + count
+        return totals
+
+    @property
+    def current(self) -> str | None:
+        return next((key.id for key in self.keys if key.current), None)
+
+    @property
+    def pending(self) -> int:
+        """Blobs not on the current key."""
+        return sum(count for key_id, count in self.totals.items() if key_id != self.current)
+
+    @property
+    def missing(self) -> list[str]:
+        """Key ids that blobs name but no held key carries: those blobs cannot be opened."""
+        held = {key.id for key in self.keys}
+        return sorted(key_id for key_id in self.totals if key_id not in held)
+
+    def as_json(self) -> dict[str, Any]:
+        totals = self.totals
+        return {
+            "current": self.current,
+            "keys": [{"id": key.id, "location": key.location, "current": key.current,
+                      "created_at": key.created_at.isoformat() if key.created_at else None,
+                      "blobs": totals.get(key.id, 0)} for key in self.keys],
+            "missing_keys": {key_id: totals[key_id] for key_id in self.missing},
+            "stores": self.counts,
+            "pending": self.pending,
+        }
+
+
+@dataclass
+class RewrapReport:
+    moved: int = 0
+    skipped: int = 0  # changed by someone else meanwhile (a PIN change): left as it is
+    failed: list[str] = field(default_factory=list)  # "store:id" whose blob did not open
+    batches: int = 0
+    target: str = ""
+
+
+Progress = Callable[[int], None]
+AfterBatch = Callable[[int], Awaitable[None] | None]
+
+
+class KeyRotation:
+    """The use cases behind ``certcloud keys rotate|rewrap|status|retire``.
+
+    :param retire_grace: how long after the newest key was made an older one may be retired:
+        running services re-read their key list every ``refresh_seconds``, and a service that
+        has not yet seen the new key may still wrap with the old one until then.
+    """
+
+    def __init__(self, db: Database, protector: ManagedKeyProtector, *,
+                 stores: Sequence[BlobStore] | None = None,
+                 retire_grace: timedelta = timedelta(seconds=60)) -> None:
+        self.db, self.protector = db, protector
+        self.stores = list(stores) if stores is not None else BLOB_STORES
+        self.retire_grace = retire_grace
+
+    async def status(self) -> KeyStatus:
+        """Counts cover the registered stores and, as a safety net for retiring, any other
+        table with a ``master_key_id`` column (shown as ``<table>.master_key_id (unregistered)``:
+        rewrap cannot move those until a :class:`BlobStore` is registered for them)."""
+        await self.protector.reload()
+        keys = await self.protector.list_keys()
+        counts: dict[str, dict[str, int]] = {}
+        async with self.db.transaction(write=False) as conn:
+            for name, table, key_column, blob_column in self._counted():
+                key_col = table.c[key_column]
+                query = select(key_col, func.count()).where(key_col.is_not(None))
+                if blob_column is not None:
+                    query = query.where(table.c[blob_column].is_not(None))
+                rows = (await conn.execute(query.group_by(key_col))).all()
+                counts[name] = {row[0]: int(row[1]) for row in rows}
+        return KeyStatus(keys, counts)
+
+    def _counted(self) -> list[tuple[str, Table, str, str | None]]:
+        from app.storage.schema import metadata
+
+        counted: list[tuple[str, Table, str, str | None]] = [
+            (store.name, store.table, store.key_id_column, store.blob_column)
+            for store in self.stores]
+        covered = {(store.table.name, store.key_id_column) for store in self.stores}
+        for table in metadata.sorted_tables:
+            if "master_key_id" in table.c and (table.name, "master_key_id") not in covered:
+                counted.append((f"{table.name}.master_key_id (unregistered)", table,
+                                "master_key_id", None))
+        return counted
+
+    async def rotate(self, now: datetime) -> str:
+        """Add a new master key; it wraps from now on (running services switch to it within
+        their ``refresh_seconds``)."""
+        key_id = await self.protector.add_key(now)
+        log.info("master key added", extra={"key_id": key_id})
+        return key_id
+
+    async def count_pending(self) -> int:
+        await self.protector.reload()
+        target = self.protector.current_key_id()
+        total = 0
+        async with self.db.transaction(write=False) as conn:
+            for store in self.stores:
+                table = store.table
+                total += int((await conn.execute(
+                    select(func.count()).select_from(table).where(
+                        table.c[store.key_id_column].is_not(None),
+                        table.c[store.key_id_column] != target,
+                        table.c[store.blob_column].is_not(None)))).scalar_one())
+        return total
+
+    async def rewrap(self, *, batch_size: int = 200, progress: Progress | None = None,
+                     after_batch: AfterBatch | None = None) -> RewrapReport:
+        """Move every blob that is not on the newest master key onto it.
+
+        :param progress: called with the number of rows handled after each batch.
+        :param after_batch: called with the batch count after each committed batch (tests use
+            it to crash in the middle).
+        :raises DependencyUnavailable: the key store or the database failed; what was
+            committed stays, and running again resumes.
+        """
+        if not 1 <= batch_size <= 10_000:
+            raise InvalidInput("batch_size must be between 1 and 10000")
+        await self.protector.reload()
+        report = RewrapReport(target=self.protector.current_key_id())
+        for store in self.stores:
+            last_id = ""
+            while True:
+                rows = await self._read_batch(store, report.target, last_id, batch_size)
+                if not rows:
+                    break
+                last_id = rows[-1][0]
+                rewrapped = await self._rewrap_rows(store, rows)
+                moved, skipped, failed = await self._write_batch(store, rows, rewrapped)
+                report.moved += moved
+                report.skipped += skipped
+                report.failed += [f"{store.name}:{row_id}" for row_id in failed]
+                report.batches += 1
+                if progress is not None:
+                    progress(len(rows))
+                if after_batch is not None:
+                    outcome = after_batch(report.batches)
+                    if outcome is not None:
+                        await outcome
+        log.info("rewrap done", extra={"target": report.target, "moved": report.moved,
+                                       "skipped": report.skipped,
+                                       "failed": len(report.failed)})
+        return report
+
+    async def _read_batch(self, store: BlobStore, target: str, last_id: str,
+                          batch_size: int) -> list[tuple[str, str, bytes]]:
+        table = store.table
+        id_col = table.c[store.id_column]
+        key_col, blob_col = table.c[store.key_id_column], table.c[store.blob_column]
+        async with self.db.transaction(write=False) as conn:
+            rows = (await conn.execute(
+                select(id_col, key_col, blob_col)
+                .where(key_col.is_not(None), key_col != target, blob_col.is_not(None),
+                       id_col > last_id)
+                .order_by(id_col).limit(batch_size))).all()
+        return [(str(row[0]), str(row[1]), bytes(row[2])) for row in rows]
+
+    async def _rewrap_rows(self, store: BlobStore, rows: Sequence[tuple[str, str, bytes]]
+                           ) -> list[tuple[str, bytes] | ValueError]:
+        items = [(key_id, blob, store.binding(row_id)) for row_id, key_id, blob in rows]
+        many = getattr(self.protector, "rewrap_many", None)
+        if many is not None:
+            results: list[tuple[str, bytes] | ValueError] = await many(items)
+            return results
+        out: list[tuple[str, bytes] | ValueError] = []
+        for key_id, blob, associated_data in items:
+            try:
+                inner = await self.protector.unwrap(key_id, blob, associated_data)
+                out.append(await self.protector.wrap(inner, associated_data))
+            except ValueError as exc:
+                out.append(exc)
+        return out
+
+    async def _write_batch(self, store: BlobStore, rows: Sequence[tuple[str, str, bytes]],
+                           rewrapped: Sequence[tuple[str, bytes] | ValueError]
+                           ) -> tuple[int, int, list[str]]:
+        """One transaction: conditional updates (one executemany), then a read-back of the
+        batch to tell the rows moved from the rows someone changed meanwhile."""
+        table = store.table
+        id_col = table.c[store.id_column]
+        key_col, blob_col = table.c[store.key_id_column], table.c[store.blob_column]
+        failed: list[str] = []
+        params: list[dict[str, Any]] = []
+        for (row_id, old_key, old_blob), result in zip(rows, rewrapped, strict=True):
+            if isinstance(result, ValueError):
+                failed.append(row_id)
+                log.warning("blob did not open; left as it is",
+                            extra={"store": store.name, "id": row_id, "key_id": old_key})
+                continue
+            params.append({"b_id": row_id, "b_old_key": old_key, "b_old_blob": old_blob,
+                           "b_new_key": result[0], "b_new_blob": result[1]})
+        if not params:
+            return 0, 0, failed
+        statement = (update(table)
+                     .where(and_(id_col == bindparam("b_id"), key_col == bindparam("b_old_key"),
+                                 blob_col == bindparam("b_old_blob")))
+                     .values({store.key_id_column: bindparam("b_new_key"),
+                              store.blob_column: bindparam("b_new_blob")}))
+        async with self.db.transaction() as conn:
+            await conn.execute(statement, params)
+            now_stored = {str(row[0]): bytes(row[1]) for row in await conn.execute(
+                select(id_col, blob_col).where(id_col.in_([p["b_id"] for p in params])))}
+        moved = sum(1 for p in params if now_stored.get(p["b_id"]) == p["b_new_blob"])
+        return moved, len(params) - moved, failed
+
+    async def retire(self, key_id: str, now: datetime) -> None:
+        """Retire a master key: only when no blob names it, it is not the current key, and
+        the newest key is older than the grace period.
+
+        :raises NotFound: no such key.
+        :raises Conflict: blobs still use it, it is current, or the grace period runs.
+        """
+        status = await self.status()
+        held = {key.id: key for key in status.keys}
+        if key_id not in held:
+            raise NotFound(f"master key {key_id!r} is not held", code="key_not_found")
+        if held[key_id].current:
+            raise Conflict("the current master key cannot be retired; rotate first",
+                           code="key_current")
+        left = status.totals.get(key_id, 0)
+        if left:
+            raise Conflict(f"{left} blob(s) still use master key {key_id!r}; run "
+                           "`certcloud keys rewrap` first", code="key_in_use")
+        newest = next(key for key in status.keys if key.current)
+        if newest.created_at is not None and now - newest.created_at < self.retire_grace:
+            wait = newest.created_at + self.retire_grace
+            raise Conflict(f"running services may still wrap with older keys until "
+                           f"{wait:%Y-%m-%d %H:%M:%S}Z; run rewrap again after that, then "
+                           "retire", code="key_grace")
+        try:
+            await self.protector.retire_key(key_id)
+        except ValueError as exc:
+            raise Conflict(str(exc), code="key_not_retired") from None
+        log.info("master key retired", extra={"key_id": key_id})

@@ -1,0 +1,227 @@
+"""The signing use case: check the PIN by opening the key, sign, drop the key.
+
+The holder's private key is unwrapped only here (through ``CertificateService.open_key`` or a
+renewal), used for the signatures of one request, and dropped before the reply goes out. Every
+input check runs before the PIN is tried, so a malformed request neither signs anything nor
+costs the holder one of the five tries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from app.domain.certificates import Certificate, CertificateStatus
+from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, PinInvalid
+from app.domain.ports import Clock
+from app.pki.cms import build_signed_data
+from app.pki.keys import UserPrivateKey
+from app.pki.signing import (
+    Mechanism,
+    Padding,
+    SigningInputError,
+    check_digest,
+    check_mechanism,
+    digest,
+    sign_digest,
+    sign_digests,
+)
+from app.services.certificates import CertificateService
+from app.storage.db import Database
+from app.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100  # items (or CSC hashes) under one PIN check
+
+
+class SignatureFormat(enum.StrEnum):
+    RAW = "raw"  # PKCS#1 v1.5 / PSS (RSA) or DER ECDSA over the digest
+    CMS = "cms"  # DER CMS SignedData (CAdES-BES), attached or detached
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One thing to sign: the data, or only its digest."""
+
+    data: bytes | None = None
+    digest: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SignOptions:
+    format: SignatureFormat
+    mechanism: Mechanism
+    detached: bool = False
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The signatures in request order, the certificate that made them, and the renewed
+    certificate when this request renewed the one it named (then they are the same)."""
+
+    signatures: list[bytes]
+    certificate: Certificate
+    renewed: Certificate | None
+
+
+def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
+    """The request-shape rules, before any PIN try.
+
+    :raises InvalidInput: nothing or too much to sign, an item with both or neither of data and
+        digest, a digest of the wrong length, a digest for an attached CMS signature, or
+        ``detached`` asked of a raw signature.
+    """
+    if not payloads:
+        raise InvalidInput("give data, digest or items", code="payload_required")
+    if len(payloads) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} items can be signed at once",
+                           code="too_many_items")
+    if options.detached and options.format is SignatureFormat.RAW:
+        raise InvalidInput("detached applies to cms signatures only", code="detached_invalid")
+    for index, payload in enumerate(payloads):
+        where = "" if len(payloads) == 1 else f" (item {index})"
+        if (payload.data is None) == (payload.digest is None):
+            raise InvalidInput(f"give either data or digest{where}", code="payload_required")
+        if payload.digest is None:
+            continue
+        if options.format is SignatureFormat.CMS and not options.detached:
+            raise InvalidInput(f"a digest can only be signed as raw or as detached cms{where}",
+                               code="digest_requires_detached")
+        try:
+            check_digest(payload.digest, options.mechanism.hash_name)
+        except SigningInputError as exc:
+            raise InvalidInput(f"{exc}{where}", code="digest_length_invalid") from None
+
+
+class SigningService:
+    def __init__(self, db: Database, certificates: CertificateService, clock: Clock) -> None:
+        self.db, self.certificates, self.clock = db, certificates, clock
+
+    async def sign(self, *, client_id: str, certificate_id: str, pin: str,
+                   payloads: Sequence[Payload], options: SignOptions) -> Signed:
+        """Sign each payload under one PIN check, in order; renew the certificate first when it
+        is inside its renewal window, and then sign with the renewed one.
+
+        :raises InvalidInput: see :func:`check_payloads`; PSS asked of an EC key.
+        :raises NotFound: no such certificate.
+        :raises Conflict: revoked or expired (an expired certificate neither signs nor renews).
+        :raises PinInvalid: wrong PIN (the try counts); ``PinLocked``: five in a row.
+        """
+        check_payloads(payloads, options)
+        await self._check_key_type(certificate_id, options.mechanism)
+        certificate, key = await self.certificates.open_key(certificate_id, pin,
+                                                            client_id=client_id)
+        renewed: Certificate | None = None
+        try:
+            now = self.clock.now()
+            if certificate.renewal_due(now):
+                try:
+                    certificate, key, renewed = await self._renew(client_id, certificate, pin)
+                except DependencyUnavailable:
+                    # Renewal is opportunistic (30 days of window): the certificate is still
+                    # valid, so sign with it and renew on a later signature.
+                    log.warning("automatic renewal failed; signing with the current "
+                                "certificate", extra={"certificate_id": certificate.id})
+            signatures = await asyncio.to_thread(
+                _sign_payloads, key, certificate.certificate_der, payloads, options, now)
+        finally:
+            del key  # the only reference: the key goes with this frame
+        log.info("signed", extra={"certificate_id": certificate.id, "count": len(signatures),
+                                  "format": options.format.value,
+                                  "renewed": renewed is not None})
+        return Signed(signatures, certificate, renewed)
+
+    async def sign_digests(self, *, client_id: str, certificate_id: str, pin: str,
+                           digests: Sequence[bytes], mechanism: Mechanism
+                           ) -> tuple[Certificate, list[bytes]]:
+        """Raw signatures over digests with the certificate's own key, never a renewed one
+        (the CSC API: the caller has already built its signed attributes around this
+        certificate).
+
+        :raises InvalidInput: a digest of the wrong length, or more than ``MAX_BATCH``.
+        """
+        if not digests or len(digests) > MAX_BATCH:
+            raise InvalidInput(f"give 1 to {MAX_BATCH} digests", code="too_many_items")
+        try:
+            for value in digests:
+                check_digest(value, mechanism.hash_name)
+        except SigningInputError as exc:
+            raise InvalidInput(str(exc), code="digest_length_invalid") from None
+        await self._check_key_type(certificate_id, mechanism)
+        certificate, key = await self.certificates.open_key(certificate_id, pin,
+                                                            client_id=client_id)
+        try:
+            signatures = await asyncio.to_thread(sign_digests, key, digests, mechanism)
+        finally:
+            del key
+        log.info("signed", extra={"certificate_id": certificate.id, "count": len(signatures),
+                                  "format": "csc", "renewed": False})
+        return certificate, signatures
+
+    async def _check_key_type(self, certificate_id: str, mechanism: Mechanism) -> None:
+        """PSS is for RSA keys: refuse it for an EC key before the PIN is tried. (Every key
+        does PKCS#1 v1.5 or ECDSA, so the default needs no extra read.)"""
+        if mechanism.padding is not Padding.PSS:
+            return
+        certificate = await self.certificates.get(certificate_id)
+        public_key = x509.load_der_x509_certificate(certificate.certificate_der).public_key()
+        try:
+            check_mechanism(public_key, mechanism)
+        except SigningInputError as exc:
+            raise InvalidInput(str(exc), code="padding_unsupported") from None
+
+    async def _renew(self, client_id: str, certificate: Certificate, pin: str
+                     ) -> tuple[Certificate, UserPrivateKey, Certificate]:
+        """The successor and its key. When a concurrent request renewed first, its successor
+        is used instead (opened with the same PIN); while that one is still being made, or when
+        a reissue replaced the certificate, 409."""
+        outcome = await self.certificates.renew(client_id=client_id, certificate=certificate,
+                                                pin=pin)
+        if outcome is not None:
+            renewed, new_key = outcome
+            return renewed, new_key, renewed
+        successor = await self._active_successor(certificate)
+        if successor is None:
+            raise Conflict("the certificate is being renewed by a concurrent request; retry",
+                           code="concurrent_change")
+        try:
+            renewed, new_key = await self.certificates.open_key(successor.id, pin,
+                                                                client_id=client_id)
+        except PinInvalid:  # a reissue under another PIN won the race, not a renewal
+            raise Conflict("the certificate was replaced by a concurrent reissue",
+                           code="certificate_superseded") from None
+        return renewed, new_key, renewed
+
+    async def _active_successor(self, certificate: Certificate) -> Certificate | None:
+        now = self.clock.now()
+        async with self.db.transaction(write=False) as conn:
+            mine = await Repository(conn).certificates_of_person(certificate.person_id)
+        for candidate in mine:
+            if (candidate.replaces_id == certificate.id
+                    and candidate.status_at(now) is CertificateStatus.ACTIVE):
+                return candidate
+        return None
+
+
+def _sign_payloads(key: UserPrivateKey, certificate_der: bytes, payloads: Sequence[Payload],
+                   options: SignOptions, now: datetime) -> list[bytes]:
+    """CPU work, run in a worker thread."""
+    signatures = []
+    for payload in payloads:
+        if options.format is SignatureFormat.RAW:
+            value = payload.digest if payload.digest is not None else digest(
+                payload.data or b"", options.mechanism.hash_name)
+            signatures.append(sign_digest(key, value, options.mechanism))
+        else:
+            signatures.append(build_signed_data(
+                key=key, certificate_der=certificate_der, mechanism=options.mechanism,
+                signed_at=now, content=payload.data, content_digest=payload.digest,
+                detached=options.detached))
+    return signatures

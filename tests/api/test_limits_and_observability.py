@@ -1,0 +1,90 @@
+"""Abuse limits (429 with Retry-After), request ids, and the metrics an operator reads."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import Bank, FixedClock, Service, make_bank, person
+
+
+@pytest.fixture
+async def strict(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
+    limited = settings.model_copy(update={"limits": settings.limits.model_copy(update={
+        "verifications_per_phone_per_10_minutes": 2, "wrong_codes_per_phone_per_hour": 3,
+        "verifications_per_client_per_minute": 4})})
+    app = create_app(limited, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
+            yield Service(app, http, app.state.container, clock, limited)
+
+
+async def test_verifications_per_phone_are_limited(strict: Service) -> None:
+    bank = await make_bank(strict.http, strict.container)
+    phone = person(61)["phone"]
+    for _ in range(2):
+        await bank.start_verification(phone)
+    third = await bank.post("/v1/verifications", {"phone": phone, "channel": "sms"})
+    assert third.status_code == 429
+    assert third.headers["content-type"] == "application/problem+json"
+    assert third.json()["code"] == "rate_limited_verifications_per_phone"
+    assert 1 <= int(third.headers["retry-after"]) <= 600
+    assert third.headers["ratelimit-remaining"] == "0"
+    assert len((await strict.http.get("/sandbox/messages",
+                                      params={"phone": phone})).json()) == 2  # nothing sent
+    strict.clock.advance(timedelta(minutes=10))
+    bank = await make_bank(strict.http, strict.container, "again")
+    assert (await bank.post("/v1/verifications", {"phone": phone, "channel": "sms"})
+            ).status_code == 201
+
+
+async def test_verifications_per_client_are_limited(strict: Service) -> None:
+    bank = await make_bank(strict.http, strict.container)
+    codes = [(await bank.post("/v1/verifications",
+                              {"phone": person(70 + n)["phone"], "channel": "sms"})).status_code
+             for n in range(5)]
+    assert codes == [201, 201, 201, 201, 429]
+
+
+async def test_wrong_codes_per_phone_are_limited_across_verifications(strict: Service) -> None:
+    bank = await make_bank(strict.http, strict.container)
+    phone = person(62)["phone"]
+    first = await bank.start_verification(phone)
+    statuses = [(await bank.post(f"/v1/verifications/{first['id']}/confirm",
+                                 {"code": "000000"})).status_code for _ in range(3)]
+    assert statuses == [422, 422, 422]
+    second = await bank.start_verification(phone)
+    code = await bank.sms_code(phone)
+    blocked = await bank.post(f"/v1/verifications/{second['id']}/confirm", {"code": code})
+    assert blocked.status_code == 429
+    assert blocked.json()["code"] == "rate_limited_wrong_codes_per_phone"
+
+
+async def test_request_id_in_header_problem_and_logs(service: Service, bank: Bank,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    reply = await service.http.get("/v1/certificates/unknown",
+                                   headers={**bank.headers, "X-Request-ID": "req-12345678"})
+    assert reply.status_code == 404
+    assert reply.headers["x-request-id"] == "req-12345678"
+    assert reply.json()["request_id"] == "req-12345678"
+    fresh = await service.http.get("/healthz")
+    assert len(fresh.headers["x-request-id"]) == 32
+    bad = await service.http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert bad.headers["x-request-id"] != "bad id with spaces"
+
+
+async def test_metrics_show_requests_and_lifecycle_events(service: Service, bank: Bank) -> None:
+    await bank.issue(person(63))
+    await bank.get("/v1/certificates/missing")
+    text = (await service.http.get("/metrics")).text
+    assert 'certcloud_http_requests_total{method="POST",route="/v1/certificates",status="201"}' \
+        in text
+    assert 'route="/v1/certificates/{certificate_id}",status="404"' in text
+    assert 'certcloud_lifecycle_events_total{action="issue",result="ok"} 1.0' in text
+    assert "certcloud_http_request_seconds_bucket" in text

@@ -1,0 +1,91 @@
+"""Hostile input from the app's own OpenAPI document: schemathesis generates requests for
+every operation (in-process, over ASGI) with a valid bank token, and checks that no reply is a
+5xx and that every reply matches what the document declares (status code, content type,
+body schema). Bounded: a few examples per operation, and an overall time budget."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi as schemathesis_asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from app.main import create_app
+from app.openapi_doc import current_document
+from app.services.auth import BANK_SCOPES, Scope
+from tests.conftest import make_settings, truncate_all
+from tests.resilience.conftest import report
+from tests.resilience.servers import create_client
+
+EXAMPLES_PER_OPERATION = 20
+TIME_BUDGET_SECONDS = 150.0  # past it, the remaining operations run one example each
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+
+
+# The OCSP request body is DER: sent as the raw bytes schemathesis generates for it.
+schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
+
+
+class Run:
+    token = ""
+    started = 0.0
+    calls: dict[str, int] = {}  # noqa: RUF012 - one run per process
+
+
+@pytest.fixture(scope="module")
+def client(template_dir: Path, database_url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The app, served in-process by schemathesis' ASGI client (its lifespan runs in
+    schemathesis' own event loop), and a token with every scope."""
+    data_dir = tmp_path_factory.mktemp("schemathesis") / "var"
+    shutil.copytree(template_dir, data_dir)
+    asyncio.run(truncate_all(database_url))
+    # The system clock (tokens must stay valid while the run lasts); INFO logs only.
+    settings_ = make_settings(data_dir, database_url, log_level="INFO")
+    client_id, secret = asyncio.run(create_client(
+        data_dir, database_url, "schemathesis",
+        [s.value for s in BANK_SCOPES] + [Scope.AUDIT.value]))
+    app = create_app(settings_)
+    try:
+        with schemathesis_asgi.get_client(app) as session:
+            reply = session.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                                 auth=(client_id, secret))
+            assert reply.status_code == 200, reply.text
+            Run.token = reply.json()["access_token"]
+            Run.started = time.monotonic()
+            yield session
+    finally:
+        schemathesis_asgi.shutdown_lifespans()
+        report("schemathesis", operations=len(Run.calls), requests=sum(Run.calls.values()),
+               per_operation=Run.calls, seconds=round(time.monotonic() - Run.started, 1))
+
+
+# The document as development serves it (the committed openapi/openapi.json is checked against
+# the same by tests/test_openapi.py); building it starts nothing.
+schema = schemathesis.openapi.from_dict(current_document())
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_every_operation_holds_to_its_document(case: Any, client: Any) -> None:
+    label = f"{case.method} {case.path}"
+    if time.monotonic() - Run.started > TIME_BUDGET_SECONDS and Run.calls.get(label):
+        return  # over budget: this operation has had its example
+    Run.calls[label] = Run.calls.get(label, 0) + 1
+    case.call_and_validate(base_url=f"http://{schemathesis_asgi.HOST}", session=client,
+                           headers={"Authorization": f"Bearer {Run.token}"}, checks=CHECKS)
