@@ -69,9 +69,9 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.argument("revision", default="heads")
+@click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
-    """Apply the Alembic migrations (default: every head)."""
+    """Apply the Alembic migrations (default: to head)."""
     from app.storage import migrate
 
     settings = _settings()
@@ -214,7 +214,7 @@ def keys_group() -> None:
 async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     from datetime import timedelta
 
-    from app.bootstrap import load_key_protector
+    from app.bootstrap import check_configuration, load_key_protector
     from app.services.rotation import KeyRotation, ManagedKeyProtector
     from app.storage.db import Database, make_engine
 
@@ -224,9 +224,10 @@ async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     db_ = Database(make_engine(settings.resolved_database_url,
                                timeout_seconds=settings.database_timeout_seconds))
     grace = timedelta(seconds=2 * settings.keys.refresh_seconds)
+    audit_key = check_configuration(settings).audit_key
     try:
         return await action(KeyRotation(db_, cast(ManagedKeyProtector, protector),
-                                        retire_grace=grace))
+                                        retire_grace=grace, audit_key=audit_key))
     finally:
         await db_.dispose()
 
@@ -234,8 +235,15 @@ async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
 @keys_group.command("rotate")
 def keys_rotate() -> None:
     """Add a new master key (key ring or token); new blobs use it, old ones still open."""
+    from app.domain.errors import DomainError
+
     settings = _settings()
-    key_id = _run(lambda: _with_rotation(lambda rotation: rotation.rotate(SystemClock().now())))
+    try:
+        key_id = _run(lambda: _with_rotation(
+            lambda rotation: rotation.rotate(SystemClock().now())))
+    except DomainError as exc:
+        _fail(exc.detail)
+        return
     click.echo(f"new master key {key_id}; running services wrap with it within "
                f"{settings.keys.refresh_seconds:g} s. Then move the stored blobs onto it with "
                "`certcloud keys rewrap`.")
@@ -271,7 +279,13 @@ def keys_rewrap(batch_size: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def keys_status(as_json: bool) -> None:
     """Master keys held and blob counts per key id; a key is retired only at zero."""
-    status = _run(lambda: _with_rotation(lambda rotation: rotation.status()))
+    from app.domain.errors import DomainError
+
+    try:
+        status = _run(lambda: _with_rotation(lambda rotation: rotation.status()))
+    except DomainError as exc:
+        _fail(exc.detail)
+        return
     if as_json:
         click.echo(json.dumps(status.as_json()))
         return

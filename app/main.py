@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
-    app.include_router(ocsp.router)  # first: an OCSP cache hit should match the first route
+    ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
     for module in (oauth, verifications, certificates, status, audit, health, metrics):
         app.include_router(module.router)
     app.include_router(signatures_router.router)

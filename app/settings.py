@@ -111,7 +111,7 @@ class StatusSettings(BaseModel):
     responder_key_algorithm: Literal["rsa2048", "p256"] = "rsa2048"
     presign: bool = True  # sign a response for every issued certificate ahead of queries
     memory_cache_entries: int = Field(20000, ge=0, le=10_000_000)
-    crl_subprocess_min_entries: int = Field(5000, ge=0)  # build bigger CRLs in a child process
+    crl_subprocess_min_entries: int = Field(2000, ge=0)  # build bigger CRLs in a child process
     refresh_interval_seconds: float = Field(30.0, gt=0, le=3600)
     sync_interval_seconds: float = Field(0.05, gt=0, le=5)
     lease_seconds: float = Field(10.0, ge=1, le=300)

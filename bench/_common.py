@@ -290,6 +290,7 @@ class Target:
     spawned: bool
     data_dir: str | None = None
     log_path: str | None = None
+    pid: int | None = None  # the spawned server process (for its CPU time)
 
 
 def find_certcloud(explicit: str | None = None) -> str:
@@ -512,6 +513,7 @@ def open_target(args: argparse.Namespace, *, client_name: str = "bench") -> Iter
             spawned=True,
             data_dir=data_dir,
             log_path=str(log_path),
+            pid=server.proc.pid if server.proc is not None else None,
         )
         failed = False
     finally:
@@ -520,6 +522,22 @@ def open_target(args: argparse.Namespace, *, client_name: str = "bench") -> Iter
             print(f"server data dir and log kept: {data_dir}", file=sys.stderr)
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process and all its threads (Linux ``/proc``), else None.
+
+    CPU time hardly depends on what else the machine runs, so on a shared box it compares a
+    server with an in-process floor better than wall time does.
+    """
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------

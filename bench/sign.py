@@ -167,6 +167,7 @@ class LevelResult:
     latency_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     paired: FloorResult | None = None  # floor rounds interleaved with the requests
+    server_cpu_s: float | None = None  # CPU time the spawned server used during the level
 
     @property
     def ok(self) -> int:
@@ -176,6 +177,15 @@ class LevelResult:
     def rate(self) -> float:
         return common.ratio(self.ok, self.wall_s) if self.ok else 0.0
 
+    idle_cpu_rate: float = 0.0  # server CPU seconds per wall second when idle (background)
+
+    @property
+    def cpu_per_signature(self) -> float:
+        """Server CPU per signature, less what its background tasks use while idle."""
+        if self.server_cpu_s is None or not self.ok:
+            return math.nan
+        return max(self.server_cpu_s - self.idle_cpu_rate * self.wall_s, 0.0) / self.ok
+
     def as_json(self) -> dict[str, Any]:
         return {"format": self.format, "concurrency": self.level, "attempted": self.attempted,
                 "ok": self.ok, "errors": dict(self.errors), "wall_s": self.wall_s,
@@ -183,7 +193,9 @@ class LevelResult:
                 "latency_s": {"p50": common.percentile(self.latency_s, 50),
                               "p99": common.percentile(self.latency_s, 99),
                               "mean": common.mean(self.latency_s)},
-                "paired_floor": None if self.paired is None else self.paired.as_json()}
+                "paired_floor": None if self.paired is None else self.paired.as_json(),
+                "server_cpu_s_per_signature": self.cpu_per_signature,
+                "server_idle_cpu_rate": self.idle_cpu_rate}
 
 
 @dataclass(frozen=True)
@@ -208,7 +220,8 @@ async def sign_once(client: httpx.AsyncClient, tokens: common.TokenSource, signe
 
 async def run_level(client: httpx.AsyncClient, tokens: common.TokenSource,
                     signers: Sequence[Signer], fmt: str, level: int, count: int,
-                    payload: str, paired: FloorRound | None = None) -> LevelResult:
+                    payload: str, paired: FloorRound | None = None,
+                    server_pid: int | None = None) -> LevelResult:
     """``count`` signatures by ``level`` workers. With ``paired`` (concurrency 1 only), a floor
     round runs before each request, so on a busy machine both see the same contention."""
     result = LevelResult(format=fmt, level=level, attempted=count)
@@ -229,10 +242,25 @@ async def run_level(client: httpx.AsyncClient, tokens: common.TokenSource,
             except Exception as exc:  # a malformed reply; count it, keep going
                 result.errors[f"unexpected: {type(exc).__name__}: {exc}"[:120]] += 1
 
+    cpu0 = common.process_cpu_seconds(server_pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker(signers[i]) for i in range(level)))
     result.wall_s = time.perf_counter() - started
+    cpu1 = common.process_cpu_seconds(server_pid)
+    if cpu0 is not None and cpu1 is not None:
+        result.server_cpu_s = cpu1 - cpu0
     return result
+
+
+async def idle_cpu_rate(pid: int | None, seconds: float = 5.0) -> float:
+    """The server's CPU use per wall second with no requests (its background loops)."""
+    cpu0 = common.process_cpu_seconds(pid)
+    started = time.perf_counter()
+    await asyncio.sleep(seconds if pid is not None else 0)
+    cpu1 = common.process_cpu_seconds(pid)
+    if cpu0 is None or cpu1 is None:
+        return 0.0
+    return (cpu1 - cpu0) / (time.perf_counter() - started)
 
 
 async def run_service(target: common.Target, people: common.PersonFactory, levels: list[int],
@@ -266,11 +294,16 @@ async def run_service(target: common.Target, people: common.PersonFactory, level
                 if not warm.ok:
                     details = "; ".join(f"{n} x {e}" for e, n in warm.errors.most_common(3))
                     raise common.BenchError(f"every warm-up {fmt} signature failed: {details}")
+        idle_rate = await idle_cpu_rate(target.pid)
+        if target.pid is not None:
+            print(f"server CPU while idle: {idle_rate * 1000:.1f} ms per second (background "
+                  "tasks; subtracted from the per-signature CPU)", file=sys.stderr)
         results = []
         for fmt in formats:
             for level in levels:
                 res = await run_level(client, tokens, signers, fmt, level, count, payload,
-                                      paired)
+                                      paired, target.pid)
+                res.idle_cpu_rate = idle_rate
                 print(f"{fmt} concurrency {level}: {res.ok}/{count} ok, errors "
                       f"{sum(res.errors.values())}, {res.wall_s:.1f} s", file=sys.stderr)
                 results.append(res)
@@ -278,7 +311,8 @@ async def run_service(target: common.Target, people: common.PersonFactory, level
 
 
 def service_report(results: list[LevelResult], floor: FloorResult | None, cpus: int) -> str:
-    headers = ["format", "concurrency", "ok", "errors", "sig/s", "p50 ms", "p99 ms"]
+    headers = ["format", "concurrency", "ok", "errors", "sig/s", "p50 ms", "p99 ms",
+               "srv cpu ms/sig"]
     if floor is not None:
         headers += ["p50 / floor p50", "sig/s / floor sig/s"]
     rows = []
@@ -286,7 +320,8 @@ def service_report(results: list[LevelResult], floor: FloorResult | None, cpus: 
         p50 = common.percentile(r.latency_s, 50)
         row = [r.format, str(r.level), str(r.ok), str(sum(r.errors.values())),
                common.fmt_num(r.rate), common.fmt_ms(p50),
-               common.fmt_ms(common.percentile(r.latency_s, 99))]
+               common.fmt_ms(common.percentile(r.latency_s, 99)),
+               common.fmt_ms(r.cpu_per_signature)]
         if floor is not None:
             row += [common.fmt_num(common.ratio(p50, floor.p50)),
                     common.fmt_num(common.ratio(r.rate, floor.limit(r.level, cpus)))]
@@ -312,8 +347,16 @@ def service_report(results: list[LevelResult], floor: FloorResult | None, cpus: 
                     f"  {fmt} at concurrency {base.level}: {common.fmt_ms(p50)} ms vs {label} "
                     f"{common.fmt_ms(floor_p50)} ms = {common.fmt_num(ratio)} x "
                     f"({common.fmt_num((ratio - 1) * 100, 1)} % over): {verdict}")
+            cpu = common.ratio(base.cpu_per_signature, common.mean(floor.cpu_s))
+            if not math.isnan(cpu):
+                lines.append(
+                    f"  {fmt}: server CPU per signature {common.fmt_ms(base.cpu_per_signature)} "
+                    f"ms vs floor CPU per round {common.fmt_ms(common.mean(floor.cpu_s))} ms = "
+                    f"{common.fmt_num(cpu)} x ({common.fmt_num((cpu - 1) * 100, 1)} % over)")
         lines.append("  paired floor = floor rounds interleaved with the concurrency-1 requests "
                      "(same contention);")
+        lines.append("  server CPU (spawned server only, from /proc, less its idle background "
+                     "rate) hardly depends on the machine's load.")
         lines.append("  throughput basis: floor per core x min(level, CPUs); the client and the "
                      "server share the CPUs.")
     return "\n".join(lines)

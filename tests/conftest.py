@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.bootstrap import Container
 from app.main import create_app
 from app.pki.ca import create_ca, save_ca
+from app.services.audit import GENESIS
 from app.settings import Settings
 from app.storage import migrate
 from app.storage.keyring import LocalKeyRing
-from app.services.audit import GENESIS
 from app.storage.ops_tables import audit_head
 from app.storage.schema import metadata
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from asn1crypto import algos, cms, tsp  # tsp registers signing_certificate_v2
+from asn1crypto import algos, cms, core, tsp  # tsp registers signing_certificate_v2
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.pki.keys import UserPrivateKey
@@ -38,6 +40,16 @@ from app.pki.signing import (
 _ = tsp  # imported for its side effect: the attribute type is known to asn1crypto.cms
 
 
+_A = TypeVar("_A", bound=core.Asn1Value)
+
+
+def _frozen(value: _A) -> _A:
+    """The same value re-loaded from its DER. asn1crypto re-encodes a freshly built (mutated)
+    value again at every level it is nested in; a loaded one is copied as is. Freezing each
+    part before nesting it takes a CMS structure from ~40 ms to ~2 ms."""
+    return type(value).load(value.dump())
+
+
 def signing_time(moment: datetime) -> cms.Time:
     """UTCTime for 1950-2049, GeneralizedTime otherwise (RFC 5652 §11.3)."""
     moment = moment.astimezone(UTC).replace(microsecond=0)
@@ -46,18 +58,18 @@ def signing_time(moment: datetime) -> cms.Time:
     return cms.Time(name="generalized_time", value=moment)
 
 
-def signing_certificate_v2(certificate: asn1_x509.Certificate) -> tsp.SigningCertificateV2:
+def signing_certificate_v2(certificate_der: bytes, issuer_der: bytes, serial: int
+                           ) -> tsp.SigningCertificateV2:
     """ESSCertIDv2 with SHA-256 (the DEFAULT, so the algorithm is omitted in DER)."""
-    return tsp.SigningCertificateV2({
-        "certs": [tsp.ESSCertIDv2({
-            "cert_hash": hashlib.sha256(certificate.dump()).digest(),
-            "issuer_serial": {
-                "issuer": [asn1_x509.GeneralName(name="directory_name",
-                                                 value=certificate.issuer)],
-                "serial_number": certificate.serial_number,
-            },
-        })],
-    })
+    issuer_serial = _frozen(tsp.IssuerSerial({
+        "issuer": _frozen(asn1_x509.GeneralNames([
+            asn1_x509.GeneralName(name="directory_name", value=asn1_x509.Name.load(issuer_der))
+        ])),
+        "serial_number": serial,
+    }))
+    ess = _frozen(tsp.ESSCertIDv2({"cert_hash": hashlib.sha256(certificate_der).digest(),
+                                   "issuer_serial": issuer_serial}))
+    return _frozen(tsp.SigningCertificateV2({"certs": [ess]}))
 
 
 def _signature_algorithm(key: UserPrivateKey, mechanism: Mechanism
@@ -103,32 +115,35 @@ def build_signed_data(
     assert content_digest is not None
     check_digest(content_digest, mechanism.hash_name)
 
-    certificate = asn1_x509.Certificate.load(certificate_der)
-    signed_attrs = cms.CMSAttributes([
+    parsed = x509.load_der_x509_certificate(certificate_der)
+    issuer_der, serial = parsed.issuer.public_bytes(), parsed.serial_number
+    signed_attrs = _frozen(cms.CMSAttributes([
         cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
         cms.CMSAttribute({"type": "signing_time", "values": [signing_time(signed_at)]}),
         cms.CMSAttribute({"type": "message_digest", "values": [content_digest]}),
         cms.CMSAttribute({"type": "signing_certificate_v2",
-                          "values": [signing_certificate_v2(certificate)]}),
-    ])
+                          "values": [signing_certificate_v2(certificate_der, issuer_der,
+                                                            serial)]}),
+    ]))
     # RFC 5652 §5.4: the signature covers the DER of the attributes with the SET OF tag.
     attrs_digest = digest(signed_attrs.dump(), mechanism.hash_name)
     signature = sign_digest(key, attrs_digest, mechanism)
 
     digest_algorithm = algos.DigestAlgorithm({"algorithm": mechanism.hash_name})
-    signer_info = cms.SignerInfo({
+    signer_info = _frozen(cms.SignerInfo({
         "version": "v1",
         "sid": cms.SignerIdentifier(name="issuer_and_serial_number", value={
-            "issuer": certificate.issuer, "serial_number": certificate.serial_number}),
+            "issuer": asn1_x509.Name.load(issuer_der), "serial_number": serial}),
         "digest_algorithm": digest_algorithm,
         "signed_attrs": signed_attrs,
         "signature_algorithm": _signature_algorithm(key, mechanism),
         "signature": signature,
-    })
-    certificates = [cms.CertificateChoices(name="certificate", value=certificate)]
-    certificates += [cms.CertificateChoices(name="certificate",
-                                            value=asn1_x509.Certificate.load(der))
-                     for der in extra_certificates]
+    }))
+    # Freshly loaded, untouched objects: asn1crypto then copies their DER as is instead of
+    # re-encoding the whole certificate (which costs tens of milliseconds).
+    certificates = [cms.CertificateChoices(name="certificate",
+                                           value=asn1_x509.Certificate.load(der))
+                    for der in (certificate_der, *extra_certificates)]
     signed_data = cms.SignedData({
         "version": "v1",
         "digest_algorithms": [digest_algorithm],

@@ -18,7 +18,8 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, operation_id="readyz",
-            summary="The database is reachable", responses=problem_responses(503))
+            summary="The database and the key store are reachable",
+            responses=problem_responses(503))
 async def readyz(container: ContainerDep) -> Health:
     await container.db.ping()
     # The key store too: a failing token (protector or CA key) raises DependencyUnavailable,

@@ -5,17 +5,17 @@ the CSC error shape)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Awaitable
+from typing import Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.errors import DomainError
 from app.routers.problems import problem
-from app.storage.idempotency import IdempotencyStore
+from app.storage.idempotency import IdempotencyStore, ReplyKeys
 
 log = logging.getLogger(__name__)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -40,6 +40,14 @@ def _refusal(path: str, status: int, code: str, title: str, detail: str,
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._keys: tuple[Any, ReplyKeys] | None = None
+
+    def _reply_keys(self, container: Any) -> ReplyKeys:
+        """Derived from the server's code secret (so every replica derives the same keys),
+        once per container."""
+        if self._keys is None or self._keys[0] is not container:
+            self._keys = (container, ReplyKeys(container.certificates.secrets.code_hmac_key))
+        return self._keys[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
@@ -68,13 +76,12 @@ class IdempotencyMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        digest = hashlib.sha256()
-        for part in (scope["method"].encode(), path.encode(), scope.get("query_string", b""),
-                     bytes(body)):
-            digest.update(len(part).to_bytes(8, "big") + part)
-        store = IdempotencyStore(container.db)
+        keys = self._reply_keys(container)
+        request_hash = keys.request_hash((scope["method"].encode(), path.encode(),
+                                          scope.get("query_string", b""), bytes(body)))
+        store = IdempotencyStore(container.db, keys)
         try:
-            claim = await store.claim(principal.client_id, key, digest.hexdigest(),
+            claim = await store.claim(principal.client_id, key, request_hash,
                                       container.clock.now())
         except DomainError as exc:
             await _refusal(path, 503 if exc.kind == "unavailable" else 409, exc.code,

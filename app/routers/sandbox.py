@@ -38,7 +38,7 @@ async def sandbox_messages(container: ContainerDep,
 @router.post("/sandbox/ars/{verification_id}/keypad", response_model=VerificationPublic,
              operation_id="sandbox_ars_keypad",
              summary="Simulate the person keying digits in during the ARS call",
-             responses=problem_responses(404, 409, 422))
+             responses=problem_responses(400, 404, 409, 422))
 async def sandbox_keypad(verification_id: str, body: KeypadRequest,
                          container: ContainerDep) -> VerificationPublic:
     _sandbox(container)

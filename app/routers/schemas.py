@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from app.domain.certificates import Certificate
 from app.services.issuer import pem_of
@@ -53,11 +53,22 @@ class VerificationConfirm(BaseModel):
 
 
 class Person(BaseModel):
-    name: str = Field(min_length=1, max_length=100, examples=["홍길동"])
+    # The name becomes the certificate's subject CN: at most 64 bytes of UTF-8 (RFC 5280
+    # ub-common-name, as cryptography counts it), no control characters.
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                      examples=["홍길동"])
     rrn: str = Field(max_length=14, examples=["900101-1234567"], json_schema_extra=_SECRET)
     phone: str = Field(max_length=32, examples=["+821012345678"])
-    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    email: str = Field(max_length=254,
+                       pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
                        examples=["hong@example.com"])
+
+    @field_validator("name")
+    @classmethod
+    def _fits_a_common_name(cls, value: str) -> str:
+        if len(value.encode()) > 64:
+            raise ValueError("name must fit in 64 bytes of UTF-8 (the certificate's common name)")
+        return value
 
 
 class BankChecks(BaseModel):

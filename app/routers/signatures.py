@@ -98,7 +98,7 @@ def _payloads(body: SignatureCreate) -> tuple[list[Payload], bool]:
                 "last 30 days before expiry the certificate is renewed first (new key under the "
                 "same PIN, `renewed` set) and the signature is made with the renewed one. "
                 f"`items` signs up to {MAX_BATCH} data items or digests under one PIN check.",
-    responses=problem_responses(401, 403, 404, 409, 413, 422, 423, 503))
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 423, 503))
 async def create_signature(certificate_id: str, body: SignatureCreate, principal: SignClient,
                            container: ContainerDep) -> JSONResponse:
     payloads, batch = _payloads(body)

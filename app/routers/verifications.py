@@ -23,7 +23,7 @@ def _public(verification: Verification, container: ContainerDep,
 
 @router.post("", status_code=201, response_model=VerificationPublic,
              operation_id="start_verification", summary="Start a phone verification",
-             responses=problem_responses(401, 403, 422, 503))
+             responses=problem_responses(400, 401, 403, 422, 503))
 async def start_verification(body: VerificationCreate, principal: IssueClient,
                              container: ContainerDep) -> VerificationPublic:
     started = await container.verifications.start(
@@ -44,7 +44,7 @@ async def get_verification(verification_id: str, principal: IssueClient,
 
 @router.post("/{verification_id}/confirm", response_model=VerificationPublic,
              operation_id="confirm_verification", summary="Confirm an SMS code",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 async def confirm_verification(verification_id: str, body: VerificationConfirm,
                                principal: IssueClient,
                                container: ContainerDep) -> VerificationPublic:

@@ -20,7 +20,7 @@ from app.domain.certificates import (
     revocation_update,
     wrong_pin_error,
 )
-from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from app.domain.identity import birth_date_patterns, check_pin, parse_rrn
 from app.domain.ports import Clock
 from app.domain.verification import Purpose, normalize_phone
@@ -134,9 +134,12 @@ class CertificateService:
         now = self.clock.now()
         old, holder = await self._load_with_holder(certificate_id)
         async with self.db.transaction(write=False) as conn:
-            if await Repository(conn).is_replaced(old.id):
-                raise Conflict("certificate was already replaced; reissue from its successor",
-                               code="certificate_superseded")
+            repo = Repository(conn)
+            active = await repo.active_certificate_of(old.person_id)
+            # Only the person's latest certificate may be reissued: one already replaced, or
+            # an older one while another is active, would fork the chain of replacements.
+            old.check_reissuable(is_latest=not await repo.is_replaced(old.id)
+                                 and (active is None or active.id == old.id))
         check_pin(pin, is_birth_pattern=holder.is_birth_pattern)
         await self._precheck_verification(verification_id, client_id, holder.phone,
                                           Purpose.REISSUE)
@@ -207,7 +210,8 @@ class CertificateService:
     # --- PIN-protected operations --------------------------------------------------------
 
     async def open_key(self, certificate_id: str, pin: str, *, require_usable: bool = True,
-                       client_id: str | None = None) -> tuple[Certificate, UserPrivateKey]:
+                       client_id: str | None = None, audit_action: str | None = None
+                       ) -> tuple[Certificate, UserPrivateKey]:
         """Check the PIN by opening the key. The try is counted before the (slow) check, in
         its own committed update, so concurrent wrong PINs never add up past the limit."""
         now = self.clock.now()
@@ -234,8 +238,16 @@ class CertificateService:
                     await audit.append(conn, self.secrets.audit_key, now=now, action="lock",
                                        client_id=client_id, certificate_id=certificate_id)
             raise wrong_pin_error(tries or 0) from None
+        except DependencyUnavailable:
+            # The key store failed, not the holder: give the reserved try back.
+            async with self.db.transaction() as conn:
+                await Repository(conn).release_pin_try(certificate_id, now)
+            raise
         async with self.db.transaction() as conn:
             await Repository(conn).reset_pin_tries(certificate_id, now)
+            if audit_action is not None:  # what the key was opened for, e.g. "sign"
+                await audit.append(conn, self.secrets.audit_key, now=now, action=audit_action,
+                                   client_id=client_id, certificate_id=certificate_id)
         certificate.wrong_pins = 0
         return certificate, key
 

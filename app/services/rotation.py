@@ -143,8 +143,10 @@ class KeyRotation:
 
     def __init__(self, db: Database, protector: ManagedKeyProtector, *,
                  stores: Sequence[BlobStore] | None = None,
-                 retire_grace: timedelta = timedelta(seconds=60)) -> None:
+                 retire_grace: timedelta = timedelta(seconds=60),
+                 audit_key: bytes | None = None) -> None:
         self.db, self.protector = db, protector
+        self.audit_key = audit_key
         self.stores = list(stores) if stores is not None else BLOB_STORES
         self.retire_grace = retire_grace
 
@@ -183,6 +185,7 @@ class KeyRotation:
         their ``refresh_seconds``)."""
         key_id = await self.protector.add_key(now)
         log.info("master key added", extra={"key_id": key_id})
+        await self._audit(now, "key_rotate", master_key_id=key_id)
         return key_id
 
     async def count_pending(self) -> int:
@@ -327,3 +330,12 @@ class KeyRotation:
         except ValueError as exc:
             raise Conflict(str(exc), code="key_not_retired") from None
         log.info("master key retired", extra={"key_id": key_id})
+        await self._audit(now, "key_retire", master_key_id=key_id)
+
+    async def _audit(self, now: datetime, action: str, **details: str) -> None:
+        if self.audit_key is None:
+            return
+        from app.services import audit
+
+        async with self.db.transaction() as conn:
+            await audit.append(conn, self.audit_key, now=now, action=action, **details)

@@ -117,7 +117,8 @@ class SigningService:
         check_payloads(payloads, options)
         await self._check_key_type(certificate_id, options.mechanism)
         certificate, key = await self.certificates.open_key(certificate_id, pin,
-                                                            client_id=client_id)
+                                                            client_id=client_id,
+                                                            audit_action="sign")
         renewed: Certificate | None = None
         try:
             now = self.clock.now()
@@ -156,7 +157,8 @@ class SigningService:
             raise InvalidInput(str(exc), code="digest_length_invalid") from None
         await self._check_key_type(certificate_id, mechanism)
         certificate, key = await self.certificates.open_key(certificate_id, pin,
-                                                            client_id=client_id)
+                                                            client_id=client_id,
+                                                            audit_action="sign")
         try:
             signatures = await asyncio.to_thread(sign_digests, key, digests, mechanism)
         finally:

@@ -68,6 +68,10 @@ KEEP_CRLS = 3
 CHANGE_LOG_RETENTION = timedelta(days=1)
 LEASE_MARGIN = 0.25  # of the lease: a replica stops using memory this much before it ends
 CLOCK_SKEW = timedelta(seconds=2)  # allowance between replicas' wall clocks
+# Pre-signing looks at certificates issued this recently (the refresher runs every minute or
+# so, so this covers a long stop of it); older ones were pre-signed then, or are answered and
+# stored on their first query.
+PRESIGN_WINDOW = timedelta(days=1)
 
 
 class RevocationRecorder(Protocol):
@@ -93,13 +97,26 @@ class _NoRecorder:
 NO_RECORDER: RevocationRecorder = _NoRecorder()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class OcspReply:
-    """An OCSP response and the HTTP headers a GET reply carries (RFC 5019 §6.2)."""
+    """An OCSP response, what it says (``label``: good, revoked, unknown, several, or the
+    error status), and the extra HTTP headers of a GET reply (RFC 5019 §6.2). The raw ASGI
+    header lists are made once, so serving a cached reply builds nothing."""
 
     der: bytes
+    label: str
     headers: dict[str, str]
     etag: str | None = None
+    post_raw: list[tuple[bytes, bytes]] = field(init=False, repr=False, compare=False)
+    get_raw: list[tuple[bytes, bytes]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        base = [(b"content-type", b"application/ocsp-response"),
+                (b"content-length", str(len(self.der)).encode())]
+        object.__setattr__(self, "post_raw", base)
+        object.__setattr__(self, "get_raw", base + [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in self.headers.items()])
 
 
 @dataclass(slots=True)
@@ -192,7 +209,8 @@ class StatusService:
         self.distribution_point = distribution_point
         self.issuer = ocsp_pki.IssuerHashes.of(ca.certificate)
         self._refusals: dict[OCSPResponseStatus, OcspReply] = {
-            status: OcspReply(ocsp_pki.unsuccessful_response(status), {"Cache-Control": "no-store"})
+            status: OcspReply(ocsp_pki.unsuccessful_response(status), status.name.lower(),
+                              {"Cache-Control": "no-store"})
             for status in OCSPResponseStatus if status is not OCSPResponseStatus.SUCCESSFUL}
         self._memory: OrderedDict[bytes, _Entry] = OrderedDict()
         self._by_serial: dict[str, set[bytes]] = {}
@@ -206,6 +224,7 @@ class StatusService:
         self._sync_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.last_crl_timings: dict[str, float] = {}  # read, build, store (seconds)
         self._replica = False
         self._host = f"{socket.gethostname()}:{os.getpid()}"[:255]
 
@@ -279,6 +298,9 @@ class StatusService:
                 reply, serials, fresh_for = await self._live(request, responder)
         except DependencyUnavailable:
             return self._refusals[OCSPResponseStatus.TRY_LATER]
+        except Exception:  # an OCSP client gets an OCSP answer, never an HTTP 500
+            log.exception("OCSP request failed")
+            return self._refusals[OCSPResponseStatus.INTERNAL_ERROR]
         if fresh_for > 0 and epoch == self._co.epoch:
             self._remember(der, reply, serials, fresh_for)
         return reply
@@ -349,7 +371,7 @@ class StatusService:
                                      next_update=next_update, produced_at=now, nonce=nonce)
         return der, this_update, next_update
 
-    def _reply(self, der: bytes, this_update: datetime, next_update: datetime,
+    def _reply(self, der: bytes, label: str, this_update: datetime, next_update: datetime,
                now: datetime) -> tuple[OcspReply, float]:
         """The reply with its RFC 5019 headers, and how long memory may keep it (seconds)."""
         remaining = (next_update - now).total_seconds()
@@ -364,7 +386,7 @@ class StatusService:
         fresh_for = (refresh_at - now).total_seconds()
         if fresh_for <= 0:  # the refresher is behind: keep it briefly, look again soon
             fresh_for = min(60.0, remaining - MIN_REMAINING.total_seconds())
-        return OcspReply(der, headers, etag), fresh_for
+        return OcspReply(der, label, headers, etag), fresh_for
 
     async def _single(self, cert_id: CertId, responder: _Responder
                       ) -> tuple[OcspReply, tuple[str, ...], float]:
@@ -376,26 +398,26 @@ class StatusService:
         async with self.db.transaction(write=False) as conn:
             row = await StatusRepository(conn).get_response(serial, cert_id.hash_name)
         if row is not None and row.next_update - now > MIN_REMAINING:
-            reply, fresh_for = self._reply(bytes(row.response_der), row.this_update,
-                                           row.next_update, now)
+            reply, fresh_for = self._reply(bytes(row.response_der), row.cert_status,
+                                           row.this_update, row.next_update, now)
             return reply, (serial,), fresh_for
         for _attempt in range(3):
             async with self.db.transaction(write=False) as conn:
                 state = await StatusRepository(conn).certificate_state(serial)
             if state is None:
                 return self._unknown(cert_id, responder, now)
-            der, this_update, next_update = self._sign(
-                responder, [self._answer_for(cert_id, state)], now)
+            answer = self._answer_for(cert_id, state)
+            der, this_update, next_update = self._sign(responder, [answer], now)
             async with self.db.transaction() as conn:
                 repo = StatusRepository(conn)
                 if await repo.certificate_state(serial, for_share=True) != state:
                     continue  # revoked meanwhile: sign again from the new state
                 await repo.put_response(
                     serial=serial, hash_algorithm=cert_id.hash_name,
-                    cert_status=self._answer_for(cert_id, state).status.value, der=der,
-                    this_update=this_update, next_update=next_update,
-                    responder_id=responder.id)
-            reply, fresh_for = self._reply(der, this_update, next_update, now)
+                    cert_status=answer.status.value, der=der, this_update=this_update,
+                    next_update=next_update, responder_id=responder.id)
+            reply, fresh_for = self._reply(der, answer.status.value, this_update, next_update,
+                                           now)
             return reply, (serial,), fresh_for
         raise DependencyUnavailable("certificate state kept changing", code="status_busy")
 
@@ -404,7 +426,7 @@ class StatusService:
         """Never cached: the serial may belong to a certificate being issued right now."""
         der, this_update, next_update = self._sign(
             responder, [SingleAnswer(cert_id, CertStatus.UNKNOWN)], now)
-        reply, _ = self._reply(der, this_update, next_update, now)
+        reply, _ = self._reply(der, CertStatus.UNKNOWN.value, this_update, next_update, now)
         return reply, (), 0.0
 
     async def _live(self, request: ocsp_pki.Request, responder: _Responder
@@ -420,9 +442,10 @@ class StatusService:
         answers = [self._answer_for(cert_id, states.get(serial) if serial else None)
                    for cert_id, serial in zip(request.cert_ids, serials, strict=True)]
         der, this_update, next_update = self._sign(responder, answers, now, request.nonce)
+        label = answers[0].status.value if len(answers) == 1 else "several"
         if request.nonce is not None:
-            return OcspReply(der, {"Cache-Control": "no-store"}), (), 0.0
-        reply, fresh_for = self._reply(der, this_update, next_update, now)
+            return OcspReply(der, label, {"Cache-Control": "no-store"}), (), 0.0
+        reply, fresh_for = self._reply(der, label, this_update, next_update, now)
         if any(answer.status is CertStatus.UNKNOWN for answer in answers):
             fresh_for = 0.0
         return reply, tuple(sorted(set(known))), fresh_for
@@ -541,12 +564,20 @@ class StatusService:
         self._co.known = max(current, changes[-1].generation)
 
     async def _sync_loop(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.settings.sync_interval_seconds)
             try:
                 await self.sync()
             except Exception:  # the lease runs out; memory is then bypassed
-                log.warning("status sync failed", exc_info=True)
+                if not failing:  # once per outage, not 20 times a second
+                    log.warning("status sync failing; memory is bypassed once the lease ends",
+                                exc_info=True)
+                failing = True
+            else:
+                if failing:
+                    log.info("status sync recovered")
+                failing = False
 
     # --- responder ---------------------------------------------------------------------------
 
@@ -665,7 +696,8 @@ class StatusService:
 
     async def _presign(self, responder: _Responder, now: datetime, limit: int) -> int:
         async with self.db.transaction(write=False) as conn:
-            missing = await StatusRepository(conn).unanswered_certificates("sha1", now, limit)
+            missing = await StatusRepository(conn).unanswered_certificates(
+                "sha1", issued_after=now - PRESIGN_WINDOW, now=now, limit=limit)
         signed = []
         for state in missing:
             cert_id = self._cert_id("sha1", state.serial)
@@ -759,50 +791,59 @@ class StatusService:
         return await asyncio.shield(task)
 
     async def _build_and_store_crl(self) -> CrlMeta:
+        started = time.perf_counter()
         async with self.db.transaction() as conn:
             number, generation = await StatusRepository(conn).allocate_crl_number()
         now = self.clock.now()
-        entries: list[crl_pki.EntryTuple] = []
+        packed = bytearray()
         async with self.db.transaction(write=False) as conn:
             repo = StatusRepository(conn)
             previous = await repo.latest_crl_meta()
             # RFC 5280 §3.3: an entry leaves the CRL once a CRL issued after the certificate
             # expired has carried it; that is, when it expired before the last CRL was issued.
             cutoff = min(previous.this_update, now) if previous is not None else now
-            async for rows in repo.revoked_entries(cutoff):
-                entries.extend((int(row.serial, 16), int(row.revoked_at.timestamp()),
-                                row.revocation_reason) for row in rows)
+            async for rows in repo.revoked_entries(cutoff):  # small batches: the loop breathes
+                for serial, revoked_epoch, reason in rows:
+                    packed += crl_pki.pack_entry(serial, int(revoked_epoch), reason)
+        count = len(packed) // crl_pki.ENTRY_SIZE
         next_update = now + timedelta(seconds=self.settings.crl_next_update_seconds)
         params = crl_pki.CrlParams(self.ca.certificate_der, number, now, next_update,
                                    self.distribution_point)
-        started = time.perf_counter()
-        der = await self._build_crl(params, entries)
-        meta = CrlMeta(number, generation, now, next_update, len(entries),
-                       hashlib.sha256(der).hexdigest())
+        read = time.perf_counter()
+        der, digest = await self._build_crl(params, bytes(packed), count)
+        built = time.perf_counter()
+        meta = CrlMeta(number, generation, now, next_update, count, digest)
         async with self.db.transaction() as conn:
             repo = StatusRepository(conn)
             await repo.lock_state()
             stored = await repo.store_crl(meta, der, now, KEEP_CRLS)
             if stored:
                 await repo.bump_generation("crl", str(number), now)
-        log.info("CRL built", extra={"crl_number": number, "entries": len(entries),
+        done = time.perf_counter()
+        self.last_crl_timings = {"read": read - started, "build": built - read,
+                                 "store": done - built}
+        log.info("CRL built", extra={"crl_number": number, "entries": count,
                                      "bytes": len(der), "stored": stored,
-                                     "seconds": round(time.perf_counter() - started, 3)})
+                                     **{f"{k}_seconds": round(v, 3)
+                                        for k, v in self.last_crl_timings.items()}})
         if stored:  # the newest when it was stored; a newer one since raised the floor
             self._keep_crl(self._crl_copy(meta, der))
         return meta
 
-    async def _build_crl(self, params: crl_pki.CrlParams,
-                         entries: list[crl_pki.EntryTuple]) -> bytes:
-        """Small CRLs in a thread; large ones in a child process, so neither the event loop
-        nor the GIL is held for the whole build."""
-        if len(entries) < self.settings.crl_subprocess_min_entries:
-            return await asyncio.to_thread(crl_pki.build_crl, self.ca.key, params, entries)
-        kind = crl_pki.key_kind(self.ca.key)
-        loop = asyncio.get_running_loop()
-        tbs = await loop.run_in_executor(self._process_pool(), crl_pki.build_tbs, kind, params,
-                                         entries)
-        return await asyncio.to_thread(crl_pki.sign_tbs, self.ca.key, tbs)
+    async def _build_crl(self, params: crl_pki.CrlParams, packed: bytes, count: int
+                         ) -> tuple[bytes, str]:
+        """The DER and its SHA-256. Small CRLs in a thread; large ones in a child process, so
+        neither the event loop nor the GIL is held for the whole build."""
+        if count < self.settings.crl_subprocess_min_entries:
+            der = await asyncio.to_thread(crl_pki.build_crl, self.ca.key, params, packed)
+        else:
+            kind = crl_pki.key_kind(self.ca.key)
+            loop = asyncio.get_running_loop()
+            tbs = await loop.run_in_executor(self._process_pool(), crl_pki.build_tbs, kind,
+                                             params, packed)
+            der = await asyncio.to_thread(crl_pki.sign_tbs, self.ca.key, tbs)
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(der).hexdigest())
+        return der, digest
 
     def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:

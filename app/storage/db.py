@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from app.domain.errors import Conflict, DependencyUnavailable
+from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, timeout_seconds: float = 5.0) -> AsyncEngine:
@@ -22,10 +25,10 @@ def make_engine(url: str, *, timeout_seconds: float = 5.0) -> AsyncEngine:
         return engine
     connect_args: dict[str, Any] = {}
     if "+asyncpg" in url:
-        # Every wait on the server is bounded by the configured timeout: connecting, and each
-        # statement (a frozen server must not hold a request; the batched reads and writes
-        # here take milliseconds).
-        connect_args = {"timeout": timeout_seconds, "command_timeout": timeout_seconds}
+        # Connecting is bounded by the timeout (and getting a pooled connection, pre-ping
+        # included, by Database). A statement may rightly wait on a row lock while concurrent
+        # writers of one person or of the audit chain queue, so it gets longer.
+        connect_args = {"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6}
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
                                pool_timeout=timeout_seconds, connect_args=connect_args)
 
@@ -54,6 +57,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 _UNAVAILABLE_CLASSES = ("08", "53", "57")  # connection exception, insufficient resources,
 # operator intervention (shutting down, starting up / not yet accepting connections, cancelled)
 _CONFLICT_STATES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock
+_DATA_EXCEPTION_CLASS = "22"  # a value the database cannot take (out of range, NUL, too long)
 
 
 def _sqlstate(exc: DBAPIError) -> str:
@@ -85,6 +89,12 @@ async def translate_errors() -> AsyncIterator[None]:
         if state in _CONFLICT_STATES:
             raise Conflict("a concurrent change conflicted with this request; retry",
                            code="concurrent_change") from None
+        if state.startswith(_DATA_EXCEPTION_CLASS):
+            # A last guard for input the edge let through (never a 500 for bad input); the
+            # warning keeps a server-side cause visible.
+            log.warning("the database refused a value", extra={"sqlstate": state})
+            raise InvalidInput("a value is outside what can be stored",
+                               code="value_out_of_range") from None
         if exc.connection_invalidated or state.startswith(_UNAVAILABLE_CLASSES):
             raise _unavailable(exc) from exc
         raise

@@ -1,12 +1,26 @@
 """Idempotency records: the first reply to a (client, Idempotency-Key) pair, kept in the
-database so a retry on any replica gets the same reply."""
+database so a retry on any replica gets the same reply.
+
+A request body may hold a PIN and a reply may hold a secret (a CSC SAD, an ARS display code),
+so neither is kept readable: the request is remembered by an HMAC under a server key (a plain
+hash of a body whose only unknown is a 6-digit PIN would be a PIN oracle), and the reply is
+sealed with AES-GCM under another key derived from the same server secret, bound to the client
+and the Idempotency-Key. A database dump alone yields neither."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -25,9 +39,44 @@ class Claim:
     body: bytes | None = None
 
 
+_NONCE = 12
+
+
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"certcloud:idempotency:" + purpose).derive(secret)
+
+
+class ReplyKeys:
+    """The keys of the idempotency records, derived from a server secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._mac_key = _derive(secret, b"request")
+        self._aead = AESGCM(_derive(secret, b"reply"))
+
+    def request_hash(self, parts: Iterable[bytes]) -> str:
+        mac = hmac.new(self._mac_key, digestmod=hashlib.sha256)
+        for part in parts:
+            mac.update(len(part).to_bytes(8, "big") + part)
+        return mac.hexdigest()
+
+    @staticmethod
+    def _binding(client_id: str, key: str) -> bytes:
+        return f"{len(client_id)}:{client_id}:{key}".encode()
+
+    def seal(self, client_id: str, key: str, body: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, body, self._binding(client_id, key))
+
+    def open(self, client_id: str, key: str, sealed: bytes) -> bytes:
+        """:raises InvalidTag: not sealed under this key for this client and key."""
+        return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:],
+                                  self._binding(client_id, key))
+
+
 class IdempotencyStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, keys: ReplyKeys) -> None:
+        self.db, self.keys = db, keys
 
     async def claim(self, client_id: str, key: str, request_hash: str, now: datetime) -> Claim:
         dialect = sqlite if self.db.is_sqlite else postgresql
@@ -40,10 +89,14 @@ class IdempotencyStore:
             row = (await conn.execute(select(idempotency_keys).where(
                 idempotency_keys.c.client_id == client_id,
                 idempotency_keys.c.key == key))).one()
-            if row.request_hash != request_hash:
+            if not hmac.compare_digest(row.request_hash, request_hash):
                 return Claim("mismatch")
             if row.state == "done":
-                return Claim("replay", row.status_code, row.content_type, row.body)
+                try:
+                    body = self.keys.open(client_id, key, row.body or b"")
+                except InvalidTag:  # not sealed by this server secret: treat as another request
+                    return Claim("mismatch")
+                return Claim("replay", row.status_code, row.content_type, body)
             if row.created_at > now - ABANDONED_AFTER:
                 return Claim("in_progress")
             taken = await conn.execute(update(idempotency_keys).where(
@@ -58,7 +111,8 @@ class IdempotencyStore:
             await conn.execute(update(idempotency_keys).where(
                 idempotency_keys.c.client_id == client_id,
                 idempotency_keys.c.key == key).values(
-                state="done", status_code=status_code, content_type=content_type, body=body))
+                state="done", status_code=status_code, content_type=content_type,
+                body=self.keys.seal(client_id, key, body)))
 
     async def release(self, client_id: str, key: str) -> None:
         """Forget a claim whose request failed on the server's side, so a retry runs again."""

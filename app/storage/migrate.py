@@ -17,7 +17,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
+def upgrade(database_url: str, revision: str = "head") -> None:
     """Blocking; it runs its own event loop, so call it from a thread when one is running."""
     command.upgrade(alembic_config(database_url), revision)
 

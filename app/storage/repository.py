@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,15 @@ def _verification(row: Row[Any]) -> Verification:
         used_at=row.used_at)
 
 
+def _may_exist(row_id: str) -> bool:
+    """Ids are canonical UUIDs made by the service; anything else cannot match a row, and may
+    hold characters PostgreSQL refuses outright (NUL), which would be a 500."""
+    try:
+        return str(uuid.UUID(row_id)) == row_id
+    except ValueError:
+        return False
+
+
 class Repository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -74,6 +84,8 @@ class Repository:
             expires_at=v.expires_at))
 
     async def get_verification(self, verification_id: str) -> tuple[Verification, str] | None:
+        if not _may_exist(verification_id):
+            return None
         row = (await self.conn.execute(
             select(verifications).where(verifications.c.id == verification_id))).first()
         return None if row is None else (_verification(row), row.code_hash)
@@ -147,6 +159,8 @@ class Repository:
 
     async def get_certificate(self, certificate_id: str, *, for_update: bool = False
                               ) -> Certificate | None:
+        if not _may_exist(certificate_id):
+            return None
         query = select(certificates).where(certificates.c.id == certificate_id,
                                            certificates.c.state != StoredState.PENDING.value)
         if for_update:
@@ -247,6 +261,12 @@ class Repository:
             .values(wrong_pins=certificates.c.wrong_pins + 1, updated_at=now)
             .returning(certificates.c.wrong_pins))
         return result.scalar_one_or_none()
+
+    async def release_pin_try(self, certificate_id: str, now: datetime) -> None:
+        await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.id == certificate_id, certificates.c.wrong_pins > 0)
+            .values(wrong_pins=certificates.c.wrong_pins - 1, updated_at=now))
 
     async def reset_pin_tries(self, certificate_id: str, now: datetime) -> None:
         await self.conn.execute(update(certificates).where(certificates.c.id == certificate_id)

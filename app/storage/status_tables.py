@@ -33,6 +33,7 @@ status_changes = Table(
     Column("kind", String(16), nullable=False),  # serial | crl | responder
     Column("detail", String(64), nullable=True),  # the serial, or the CRL number
     Column("created_at", UtcDateTime, nullable=False, index=True),
+    Index("ix_status_changes_kind_generation", "kind", "generation"),
 )
 
 status_replicas = Table(

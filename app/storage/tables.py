@@ -96,6 +96,7 @@ certificates = Table(
     Index("uq_certificates_one_active_per_person", "person_id", unique=True,
           sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'")),
     Index("ix_certificates_state_not_after", "state", "not_after"),
+    Index("ix_certificates_replaces_id", "replaces_id"),
 )
 
 verifications = Table(

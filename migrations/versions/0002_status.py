@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("generation", name="pk_status_changes"),
     )
     op.create_index("ix_status_changes_created_at", "status_changes", ["created_at"])
+    op.create_index("ix_status_changes_kind_generation", "status_changes",
+                    ["kind", "generation"])
     op.create_table(
         "status_replicas",
         sa.Column("id", sa.String(36), nullable=False),
@@ -96,6 +98,7 @@ def downgrade() -> None:
     op.drop_table("ocsp_responders")
     op.drop_index("ix_status_replicas_lease_until", table_name="status_replicas")
     op.drop_table("status_replicas")
+    op.drop_index("ix_status_changes_kind_generation", table_name="status_changes")
     op.drop_index("ix_status_changes_created_at", table_name="status_changes")
     op.drop_table("status_changes")
     op.drop_table("status_state")

@@ -1,7 +1,7 @@
-"""Operations: audit trail, idempotency keys, rate counters.
+"""Operations: audit trail, idempotency keys, rate counters; an index on replaces_id.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-25
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from app.storage.tables import UtcDateTime
 
 revision: str = "0004"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -21,6 +21,8 @@ GENESIS = "0" * 64
 
 
 def upgrade() -> None:
+    # Reissue and renewal look a certificate's successor up by replaces_id.
+    op.create_index("ix_certificates_replaces_id", "certificates", ["replaces_id"])
     op.create_table(
         "audit_events",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -68,6 +70,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_certificates_replaces_id", table_name="certificates")
     op.drop_table("rate_counters")
     op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 from sqlalchemy import delete, update
 
@@ -40,7 +41,7 @@ async def test_lifecycle_is_audited_and_the_chain_verifies(service: Service, ban
     issue = next(e for e in events if e["action"] == "issue")
     assert issue["certificate_id"] == cert["id"] and issue["client_id"] == bank.client_id
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert all(e["prev_hash"] == p["hash"] for p, e in zip(events, events[1:], strict=False))
+    assert all(e["prev_hash"] == p["hash"] for p, e in pairwise(events))
     text = json.dumps(events)
     assert "902714" not in text and "417093" not in text and "1000051" not in text
 

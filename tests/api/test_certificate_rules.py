@@ -232,10 +232,6 @@ async def test_a_person_has_one_active_certificate(service: Service, bank: Bank)
     assert active == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the subject CN is capped at 64 bytes of UTF-8 "
-                   "(RFC 5280 ub-common-name, enforced by cryptography) but the schema allows "
-                   "100 characters; a 22-syllable Hangul name raises ValueError in the CA after "
-                   "the verification was consumed: a 500 that leaves the verification used")
 async def test_issue_refuses_a_name_too_long_for_a_certificate(service: Service,
                                                               bank: Bank) -> None:
     holder = {**person(1), "name": "가" * 22}  # 22 characters, 66 bytes of UTF-8
@@ -245,9 +241,6 @@ async def test_issue_refuses_a_name_too_long_for_a_certificate(service: Service,
     await _assert_nothing_issued(service, bank, verification_id)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: control characters such as NUL pass the name "
-                   "and e-mail schemas; SQLite stores them and the CA puts them into the "
-                   "subject CN, PostgreSQL refuses them and the untranslated DBAPIError is a 500")
 async def test_issue_refuses_nul_characters(service: Service, bank: Bank) -> None:
     holder = person(1)
     verification_id = await bank.verified(holder["phone"])
@@ -356,10 +349,6 @@ async def test_reissue_from_one_superseded_by_a_new_issuance_is_refused(service:
     assert await _verification_status(service, proof) == "verified"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reissue checks only whether the certificate was "
-                   "replaced, not whether it is the person's latest; a certificate revoked by "
-                   "its holder before a new issuance can still be reissued, which supersedes "
-                   "the newer active certificate and forks the chain of replacements")
 async def test_reissue_from_an_older_revoked_certificate_is_refused(service: Service,
                                                                    bank: Bank) -> None:
     holder = person(1)

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from app.main import create_app
 from tests.conftest import Bank, FixedClock, make_bank, make_settings, person, truncate_all
+from tests.resilience.conftest import report
 
 PIN = "902714"
 
@@ -30,10 +31,12 @@ class FuzzTarget:
     bank: Bank
     certificate: dict[str, Any]
     container: Any
-    tried: dict[str, int]
+    tried: dict[str, dict[str, int]]
 
-    def count(self, name: str) -> None:
-        self.tried[name] = self.tried.get(name, 0) + 1
+    def count(self, name: str, outcome: object = "tried") -> None:
+        """Counts an example of ``name`` by its outcome (an HTTP status, or "tried")."""
+        counts = self.tried.setdefault(name, {})
+        counts[str(outcome)] = counts.get(str(outcome), 0) + 1
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,9 @@ async def target(template_dir: Path, database_url: str,
             bank = await make_bank(http, app.state.container, "fuzz-bank")
             issued = await bank.issue(person(81), pin=PIN)
             assert issued.status_code == 201, issued.text
-            yield FuzzTarget(http, bank, issued.json(), app.state.container, {})
+            target = FuzzTarget(http, bank, issued.json(), app.state.container, {})
+            yield target
+    report("fuzz", **target.tried)
 
 
 def assert_not_5xx(reply: httpx.Response) -> None:

@@ -167,10 +167,15 @@ def start_all(servers: Iterable[Server]) -> None:
 
 
 def stop_all(servers: Iterable[Server]) -> None:
+    """SIGINT to all at once, then wait for each (SIGKILL after 20 s)."""
+    servers = list(servers)
+    for server in servers:
+        if server.process is not None and server.process.poll() is None:
+            server.process.send_signal(signal.SIGINT)
     for server in servers:
         try:
             server.stop()
-        except Exception:  # noqa: BLE001 - the next one must still be stopped
+        except Exception:  # the next one must still be stopped
             server.kill()
 
 

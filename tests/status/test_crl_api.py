@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -70,11 +70,14 @@ async def test_a_revocation_is_on_the_crl_when_the_revoke_call_replies(
     before = await _get_crl(service)
     revoked, revoked_cert = await issue(bank, 1)
     _kept, kept_cert = await issue(bank, 2)
-    await revoke(bank, revoked["id"], reason="key_compromise")
+    service.clock.advance(timedelta(seconds=7, microseconds=654321))
+    answer = await revoke(bank, revoked["id"], reason="key_compromise")
     crl = await _get_crl(service)
     assert _number(crl) > _number(before)
     entry = crl.get_revoked_certificate_by_serial_number(revoked_cert.serial_number)
     assert entry is not None
+    assert entry.revocation_date_utc == datetime.fromisoformat(
+        answer["revoked_at"].replace("Z", "+00:00")).replace(microsecond=0)
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is (
         x509.ReasonFlags.key_compromise)
     assert crl.get_revoked_certificate_by_serial_number(kept_cert.serial_number) is None

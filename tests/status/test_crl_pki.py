@@ -36,12 +36,12 @@ def _params(ca: CertificateAuthority, number: int = 42) -> pki.CrlParams:
     return pki.CrlParams(ca.certificate_der, number, NOW, NOW + timedelta(days=7), URL)
 
 
-ENTRIES: list[pki.EntryTuple] = [
-    (0x1234, int((NOW - timedelta(hours=2)).timestamp()), 1),
-    (0xABCDEF, int((NOW - timedelta(hours=1)).timestamp()), 4),
-    (0x77, int(NOW.timestamp()), 0),
-    (0x78, int(NOW.timestamp()), None),
-]
+ENTRIES = b"".join([
+    pki.pack_entry("1234", NOW - timedelta(hours=2), 1),
+    pki.pack_entry("abcdef", NOW - timedelta(hours=1), 4),
+    pki.pack_entry("77", NOW, 0),
+    pki.pack_entry("78", NOW, None),
+])
 
 
 def _check_profile(crl: x509.CertificateRevocationList, ca: CertificateAuthority,
@@ -78,7 +78,7 @@ def test_crl_profile_and_lint(ca: CertificateAuthority, tmp_path: Path) -> None:
 
 
 def test_empty_crl(ca: CertificateAuthority, tmp_path: Path) -> None:
-    der = pki.build_crl(ca.key, _params(ca, 1), [])
+    der = pki.build_crl(ca.key, _params(ca, 1), b"")
     crl = x509.load_der_x509_crl(der)
     assert len(crl) == 0 and crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
     path = tmp_path / "empty.der"
@@ -119,3 +119,15 @@ def test_reason_flags() -> None:
     assert pki.reason_flag(0) is None
     assert pki.reason_flag(1) is x509.ReasonFlags.key_compromise
     assert pki.reason_flag(4) is x509.ReasonFlags.superseded
+
+
+def test_packed_entries_round_trip() -> None:
+    serial = (1 << 159) + 12345
+    packed = pki.pack_entry(format(serial, "x"), NOW, 9) + pki.pack_entry("1", NOW, None)
+    assert len(packed) == 2 * pki.ENTRY_SIZE
+    assert pki.unpack_entries(packed) == [(serial, int(NOW.timestamp()), 9),
+                                          (1, int(NOW.timestamp()), None)]
+    with pytest.raises(ValueError):  # more than 20 octets
+        pki.pack_entry("1" + "0" * 40, NOW, None)
+    with pytest.raises(ValueError):
+        pki.unpack_entries(packed[:-1])

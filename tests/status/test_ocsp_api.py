@@ -294,6 +294,13 @@ async def test_outage_is_try_later(service: Service, bank: Bank,
         response = await post_ocsp(service.http, ocsp_request(cert, _ca(service), nonce=nonce))
         assert response.response_status is ocsp.OCSPResponseStatus.TRY_LATER
 
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(StatusRepository, "get_response", broken)
+    response = await post_ocsp(service.http, ocsp_request(cert, _ca(service)))
+    assert response.response_status is ocsp.OCSPResponseStatus.INTERNAL_ERROR
+
 
 async def test_a_cached_answer_costs_no_signature(service: Service, bank: Bank,
                                                   signatures: list[int]) -> None:
@@ -456,3 +463,45 @@ async def test_responder_key_is_stored_wrapped(service: Service) -> None:
         row.master_key_id, bytes(row.wrapped_key), f"certcloud:ocsp-responder:{row.id}".encode())
     key = serialization.load_der_private_key(plain, None)
     assert key.public_key() == responder.public_key()
+
+
+async def test_fast_lane_serves_hits_and_counts_them(service: Service, bank: Bank) -> None:
+    _resource, cert = await issue(bank, 1)
+    request_der = ocsp_request(cert, _ca(service))
+    registry = service.app.state.metrics.registry
+
+    def sample(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    miss = await service.http.post("/ocsp", content=request_der, headers=OCSP_REQUEST)
+    assert "x-request-id" in miss.headers  # a miss goes through the whole stack
+    hit = await service.http.post("/ocsp", content=request_der, headers=OCSP_REQUEST)
+    assert hit.content == miss.content
+    assert "x-request-id" not in hit.headers  # answered before the other middleware
+    assert hit.headers["content-length"] == str(len(hit.content))
+    got = await service.http.get(get_path(request_der))
+    assert got.content == miss.content and "x-request-id" not in got.headers
+    not_modified = await service.http.get(get_path(request_der),
+                                          headers={"If-None-Match": f'W/{got.headers["etag"]}'})
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert sample("certcloud_ocsp_responses_total", status="good") == 4
+    assert sample("certcloud_http_requests_total", method="POST", route="/ocsp",
+                  status="200") == 2
+    assert sample("certcloud_http_requests_total", method="GET",
+                  route="/ocsp/{encoded:path}", status="304") == 1
+
+
+async def test_a_chunked_body_is_read_whole_and_replayed_on_a_miss(service: Service,
+                                                                   bank: Bank) -> None:
+    _resource, cert = await issue(bank, 1)
+    request_der = ocsp_request(cert, _ca(service))
+
+    async def chunks() -> Any:
+        yield request_der[:10]
+        yield request_der[10:]
+
+    for _ in range(2):  # a miss (replayed to the route), then a hit (the fast lane)
+        reply = await service.http.post("/ocsp", content=chunks(), headers=OCSP_REQUEST)
+        assert reply.status_code == 200
+        assert ocsp.load_der_ocsp_response(reply.content).certificate_status is (
+            ocsp.OCSPCertStatus.GOOD)
