@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app.deps import ContainerDep
+from app.domain.errors import DomainError
 from app.routers.problems import problem_responses
 from app.routers.schemas import Health
 
@@ -20,8 +21,14 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Health, operation_id="readyz",
             summary="The database and the key store are reachable",
             responses=problem_responses(503))
-async def readyz(container: ContainerDep) -> Health:
-    await container.db.ping()
+async def readyz(container: ContainerDep, request: Request) -> Health:
+    database_up = request.app.state.metrics.database_up
+    try:
+        await container.db.ping()
+    except DomainError:
+        database_up.set(0)
+        raise
+    database_up.set(1)
     # The key store too: a failing token (protector or CA key) raises DependencyUnavailable,
     # which the edge turns into 503 problem+json.
     for part in (container.protector, container.issuer.ca.key):

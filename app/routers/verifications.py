@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app.deps import ContainerDep, IssueClient
+from app.domain.errors import DependencyUnavailable
 from app.domain.verification import Channel, Purpose, Verification
 from app.routers.problems import problem_responses
 from app.routers.schemas import VerificationConfirm, VerificationCreate, VerificationPublic
@@ -25,10 +26,17 @@ def _public(verification: Verification, container: ContainerDep,
              operation_id="start_verification", summary="Start a phone verification",
              responses=problem_responses(400, 401, 403, 422, 503))
 async def start_verification(body: VerificationCreate, principal: IssueClient,
-                             container: ContainerDep) -> VerificationPublic:
-    started = await container.verifications.start(
-        client_id=principal.client_id, phone=body.phone, channel=Channel(body.channel),
-        purpose=Purpose(body.purpose) if body.purpose else None)
+                             container: ContainerDep, request: Request) -> VerificationPublic:
+    provider_up = request.app.state.metrics.provider_up
+    try:
+        started = await container.verifications.start(
+            client_id=principal.client_id, phone=body.phone, channel=Channel(body.channel),
+            purpose=Purpose(body.purpose) if body.purpose else None)
+    except DependencyUnavailable as exc:
+        if exc.code == "verifier_unavailable":
+            provider_up.set(0)
+        raise
+    provider_up.set(1)
     return _public(started.verification, container, started.display_code)
 
 

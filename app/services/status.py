@@ -762,6 +762,11 @@ class StatusService:
         self._crl_floor = copy.meta.number
         self._crl = copy
 
+    @property
+    def served_crl_this_update(self) -> datetime | None:
+        """thisUpdate of the CRL this replica serves from memory (for the CRL-age metric)."""
+        return self._crl.meta.this_update if self._crl is not None else None
+
     def _crl_copy(self, meta: CrlMeta, der: bytes) -> CrlCopy:
         etag = f'"{meta.sha256[:40]}"'
         return CrlCopy(meta, der, etag, {

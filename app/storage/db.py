@@ -84,6 +84,10 @@ async def translate_errors() -> AsyncIterator[None]:
                        code="concurrent_change") from None
     except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as exc:
         raise _unavailable(exc) from exc
+    except OverflowError:  # SQLite's driver, binding an integer past 64 bits
+        log.warning("the database refused a value", extra={"sqlstate": "overflow"})
+        raise InvalidInput("a value is outside what can be stored",
+                           code="value_out_of_range") from None
     except DBAPIError as exc:
         state = _sqlstate(exc)
         if state in _CONFLICT_STATES:

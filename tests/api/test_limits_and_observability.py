@@ -88,3 +88,4 @@ async def test_metrics_show_requests_and_lifecycle_events(service: Service, bank
     assert 'route="/v1/certificates/{certificate_id}",status="404"' in text
     assert 'certcloud_lifecycle_events_total{action="issue",result="ok"} 1.0' in text
     assert "certcloud_http_request_seconds_bucket" in text
+    assert "certcloud_crl_age_seconds" in text

@@ -106,6 +106,9 @@ async def test_provider_outage_is_503_and_retryable(provider_service: ProviderSe
     assert reply.status_code == 503
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.json()["code"] == "verifier_unavailable"
+    metrics = provider_service.http
+    assert "certcloud_provider_up 0.0" in (await metrics.get("/metrics")).text
     fake.down = False
     retry = await bank.post("/v1/verifications", {"phone": "+821055550033", "channel": "sms"})
     assert retry.status_code == 201
+    assert "certcloud_provider_up 1.0" in (await metrics.get("/metrics")).text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import urllib.parse
 from collections.abc import Iterator
 from datetime import timedelta
@@ -190,7 +191,7 @@ async def test_get_with_rfc5019_caching_headers(service: Service, bank: Bank) ->
 async def test_get_path_may_hold_slash_plus_and_equals(service: Service, bank: Bank) -> None:
     _resource, cert = await issue(bank, 7)
     for attempt in range(3000):
-        nonce = attempt.to_bytes(4, "big") + b"c" * (attempt % 3)  # lengths vary the padding
+        nonce = os.urandom(12 + attempt % 3)  # random bytes; lengths vary the padding
         request_der = ocsp_request(cert, _ca(service), nonce=nonce)
         encoded = base64.b64encode(request_der).decode()
         if "/" in encoded and "+" in encoded and encoded.endswith("="):
