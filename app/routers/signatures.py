@@ -15,6 +15,7 @@ from app.domain.errors import InvalidInput
 from app.pki.signing import Mechanism, Padding
 from app.routers.problems import problem_responses
 from app.routers.schemas import CertificatePublic
+from app.services.limits import Limit, RateLimiter
 from app.services.signing import MAX_BATCH, Payload, SignatureFormat, SignOptions
 
 router = APIRouter(prefix="/v1/certificates", tags=["signatures"])
@@ -98,10 +99,13 @@ def _payloads(body: SignatureCreate) -> tuple[list[Payload], bool]:
                 "last 30 days before expiry the certificate is renewed first (new key under the "
                 "same PIN, `renewed` set) and the signature is made with the renewed one. "
                 f"`items` signs up to {MAX_BATCH} data items or digests under one PIN check.",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 423, 503))
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 423, 429, 503))
 async def create_signature(certificate_id: str, body: SignatureCreate, principal: SignClient,
                            container: ContainerDep) -> JSONResponse:
     payloads, batch = _payloads(body)
+    limit = Limit("signatures_per_certificate",
+                  container.settings.limits.signatures_per_certificate_per_minute, 60)
+    await RateLimiter(container.db).hit(limit, certificate_id, container.clock.now())
     signed = await container.signing.sign(
         client_id=principal.client_id, certificate_id=certificate_id, pin=body.pin,
         payloads=payloads,

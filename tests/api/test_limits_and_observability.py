@@ -89,3 +89,21 @@ async def test_metrics_show_requests_and_lifecycle_events(service: Service, bank
     assert 'certcloud_lifecycle_events_total{action="issue",result="ok"} 1.0' in text
     assert "certcloud_http_request_seconds_bucket" in text
     assert "certcloud_crl_age_seconds" in text
+
+
+async def test_signatures_per_certificate_are_limited(settings: Settings,
+                                                      clock: FixedClock) -> None:
+    limited = settings.model_copy(update={"limits": settings.limits.model_copy(update={
+        "signatures_per_certificate_per_minute": 2})})
+    app = create_app(limited, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
+            bank = await make_bank(http, app.state.container)
+            cert = (await bank.issue(person(64))).json()
+            body = {"pin": "902714", "data": "aGVsbG8=", "format": "raw"}
+            path = f"/v1/certificates/{cert['id']}/signatures"
+            statuses = [(await bank.post(path, body)).status_code for _ in range(3)]
+            assert statuses == [200, 200, 429]
+            clock.advance(timedelta(minutes=1))
+            assert (await bank.post(path, body)).status_code == 200
