@@ -37,7 +37,8 @@ class AuditPage(BaseModel):
             summary="Page through the audit trail in order",
             responses=problem_responses(401, 403, 422, 503))
 async def list_audit_events(_principal: AuditClient, container: ContainerDep,
-                            after: int = Query(0, ge=0, description="last seq already seen"),
+                            after: int = Query(0, ge=0, le=2**63 - 1,
+                                              description="last seq already seen"),
                             limit: int = Query(100, ge=1, le=1000)) -> AuditPage:
     async with container.db.transaction(write=False) as conn:
         events = await audit.page(conn, after=after, limit=limit)

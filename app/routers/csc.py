@@ -140,7 +140,10 @@ class CscRoute(APIRoute):
                 return csc_response(from_validation(exc))
             except DomainError as exc:
                 return csc_response(from_domain(exc))
-            except HTTPException:
+            except HTTPException as exc:
+                if exc.status_code == 400:  # a body that is not decodable JSON
+                    return csc_response(CscError(400, "invalid_request",
+                                                 "the body is not valid JSON"))
                 raise  # 413 and the like: the edge answers them as for every path
             except Exception as exc:
                 log.error("unhandled error", exc_info=exc)

@@ -42,8 +42,10 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 429 and "retry_after" in exc.extra:
         retry = str(exc.extra["retry_after"])
-        headers = {"Retry-After": retry, "RateLimit-Limit": str(exc.extra.get("limit", "")),
-                   "RateLimit-Remaining": "0", "RateLimit-Reset": retry}
+        headers = {"Retry-After": retry}
+        if "limit" in exc.extra:
+            headers.update({"RateLimit-Limit": str(exc.extra["limit"]),
+                            "RateLimit-Remaining": "0", "RateLimit-Reset": retry})
     if status == 503:
         log.warning("dependency unavailable", extra={"code": exc.code})
     return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)

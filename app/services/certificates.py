@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.domain.certificates import (
     MAX_WRONG_PINS,
@@ -20,7 +22,7 @@ from app.domain.certificates import (
     revocation_update,
     wrong_pin_error,
 )
-from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+from app.domain.errors import Conflict, InvalidInput, NotFound, RateLimited
 from app.domain.identity import birth_date_patterns, check_pin, parse_rrn
 from app.domain.ports import Clock
 from app.domain.verification import Purpose, normalize_phone
@@ -31,9 +33,16 @@ from app.services.issuer import Issuer, serial_hex
 from app.services.secrets import ServerSecrets
 from app.services.status import NO_RECORDER, RevocationRecorder
 from app.storage.db import Database
-from app.storage.repository import Repository
+from app.storage.repository import PinCheckSlot, Repository
 
 log = logging.getLogger(__name__)
+
+# A PIN check reserves a slot in the certificate row; a request finding every slot taken (as
+# many checks in flight as tries left) polls for one, up to the wait. The lease frees slots
+# that a crashed process never settled.
+PIN_CHECK_LEASE = timedelta(seconds=60)
+PIN_CHECK_WAIT = timedelta(seconds=10)
+PIN_CHECK_POLL = timedelta(milliseconds=25)
 
 
 @dataclass(frozen=True)
@@ -212,44 +221,64 @@ class CertificateService:
     async def open_key(self, certificate_id: str, pin: str, *, require_usable: bool = True,
                        client_id: str | None = None, audit_action: str | None = None
                        ) -> tuple[Certificate, UserPrivateKey]:
-        """Check the PIN by opening the key. The try is counted before the (slow) check, in
-        its own committed update, so concurrent wrong PINs never add up past the limit."""
+        """Check the PIN by opening the key. A check is reserved before the (slow) KDF runs,
+        in its own committed update, so concurrent wrong PINs never add up past the limit;
+        a right PIN settles its reservation without counting, so concurrent right PINs
+        wait for a slot instead of locking the certificate."""
         now = self.clock.now()
-        async with self.db.transaction() as conn:
-            repo = Repository(conn)
-            certificate = await repo.get_certificate(certificate_id)
-            if certificate is None:
-                raise NotFound("no such certificate", code="certificate_not_found")
-            if require_usable:
-                certificate.check_can_use_key(now)
-            tries = await repo.reserve_pin_try(certificate_id, now)
-            if tries is None:
-                raise_locked()
-            master_key_id, wrapped = await repo.wrapped_key(certificate_id)
+        certificate, master_key_id, wrapped = await self._reserve_pin_check(
+            certificate_id, require_usable)
         try:
             key = await self.custody.open(certificate_id, master_key_id, wrapped, pin)
         except WrongPin:
-            log.info("wrong PIN", extra={"certificate_id": certificate_id, "tries": tries})
             async with self.db.transaction() as conn:
+                wrong_pins = await Repository(conn).settle_wrong_pin(certificate_id, now)
                 await audit.append(conn, self.secrets.audit_key, now=now, action="pin_check",
                                    result="failure", client_id=client_id,
-                                   certificate_id=certificate_id, wrong_pins=tries)
-                if tries is not None and tries >= MAX_WRONG_PINS:
+                                   certificate_id=certificate_id, wrong_pins=wrong_pins)
+                if wrong_pins >= MAX_WRONG_PINS:
                     await audit.append(conn, self.secrets.audit_key, now=now, action="lock",
                                        client_id=client_id, certificate_id=certificate_id)
-            raise wrong_pin_error(tries or 0) from None
-        except DependencyUnavailable:
-            # The key store failed, not the holder: give the reserved try back.
+            log.info("wrong PIN", extra={"certificate_id": certificate_id, "tries": wrong_pins})
+            raise wrong_pin_error(wrong_pins) from None
+        except BaseException:
+            # The key store failed (or the request was cancelled), not the holder: give the
+            # reserved check back uncounted.
             async with self.db.transaction() as conn:
-                await Repository(conn).release_pin_try(certificate_id, now)
+                await Repository(conn).release_pin_check(certificate_id, now)
             raise
         async with self.db.transaction() as conn:
-            await Repository(conn).reset_pin_tries(certificate_id, now)
+            await Repository(conn).settle_right_pin(certificate_id, now)
             if audit_action is not None:  # what the key was opened for, e.g. "sign"
                 await audit.append(conn, self.secrets.audit_key, now=now, action=audit_action,
                                    client_id=client_id, certificate_id=certificate_id)
         certificate.wrong_pins = 0
         return certificate, key
+
+    async def _reserve_pin_check(self, certificate_id: str, require_usable: bool
+                                 ) -> tuple[Certificate, str, bytes]:
+        """Wait (up to ``PIN_CHECK_WAIT``) for a free PIN-check slot; every replica shares
+        the count in the certificate row."""
+        deadline = time.monotonic() + PIN_CHECK_WAIT.total_seconds()
+        while True:
+            now = self.clock.now()
+            async with self.db.transaction() as conn:
+                repo = Repository(conn)
+                certificate = await repo.get_certificate(certificate_id)
+                if certificate is None:
+                    raise NotFound("no such certificate", code="certificate_not_found")
+                if require_usable:
+                    certificate.check_can_use_key(now)
+                slot = await repo.reserve_pin_check(certificate_id, now, PIN_CHECK_LEASE)
+                if slot is PinCheckSlot.RESERVED:
+                    master_key_id, wrapped = await repo.wrapped_key(certificate_id)
+                    return certificate, master_key_id, wrapped
+            if slot is PinCheckSlot.LOCKED:
+                raise_locked()
+            if time.monotonic() >= deadline:
+                raise RateLimited("too many PIN checks of this certificate in flight; retry",
+                                  code="pin_checks_busy", retry_after=1)
+            await asyncio.sleep(PIN_CHECK_POLL.total_seconds())
 
     async def change_pin(self, *, certificate_id: str, pin: str, new_pin: str,
                          client_id: str | None = None) -> Certificate:

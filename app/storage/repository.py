@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, case, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,6 +20,12 @@ from app.domain.certificates import (
 )
 from app.domain.verification import Channel, Purpose, Verification, VerificationStatus
 from app.storage.tables import certificates, clients, persons, verifications
+
+
+class PinCheckSlot(enum.Enum):
+    RESERVED = "reserved"
+    BUSY = "busy"  # as many checks in flight as tries left: wait for one to settle
+    LOCKED = "locked"
 
 
 def _certificate(row: Row[Any]) -> Certificate:
@@ -251,22 +258,54 @@ class Repository:
                    certificates.c.state == StoredState.REVOKED.value)
             .values(revocation_reason=int(reason), updated_at=now))
 
-    async def reserve_pin_try(self, certificate_id: str, now: datetime) -> int | None:
-        """Count a PIN try before the PIN is checked, so concurrent tries can never exceed the
-        limit. Returns the new count, or None when the certificate is already locked."""
+    async def reserve_pin_check(self, certificate_id: str, now: datetime,
+                                lease: timedelta) -> PinCheckSlot:
+        """Reserve a PIN check before the (slow) check runs. Settled wrong PINs plus checks in
+        flight never exceed the limit, so concurrent wrong PINs cannot add up past it; a right
+        PIN settles its reservation without counting."""
+        live = self._live_pin_checks(now)
         result = await self.conn.execute(
             update(certificates)
             .where(certificates.c.id == certificate_id,
-                   certificates.c.wrong_pins < MAX_WRONG_PINS)
-            .values(wrong_pins=certificates.c.wrong_pins + 1, updated_at=now)
-            .returning(certificates.c.wrong_pins))
-        return result.scalar_one_or_none()
+                   certificates.c.wrong_pins + live < MAX_WRONG_PINS)
+            .values(pin_checks_in_flight=live + 1, pin_checks_lease_until=now + lease))
+        if result.rowcount == 1:
+            return PinCheckSlot.RESERVED
+        wrong_pins = (await self.conn.execute(
+            select(certificates.c.wrong_pins).where(certificates.c.id == certificate_id)
+        )).scalar_one()
+        return PinCheckSlot.LOCKED if wrong_pins >= MAX_WRONG_PINS else PinCheckSlot.BUSY
 
-    async def release_pin_try(self, certificate_id: str, now: datetime) -> None:
+    async def settle_wrong_pin(self, certificate_id: str, now: datetime) -> int:
+        """Count a reserved check that failed; returns the wrong PINs in a row."""
+        result = await self.conn.execute(
+            update(certificates).where(certificates.c.id == certificate_id)
+            .values(wrong_pins=certificates.c.wrong_pins + 1,
+                    pin_checks_in_flight=self._one_check_settled(now), updated_at=now)
+            .returning(certificates.c.wrong_pins))
+        return int(result.scalar_one())
+
+    async def settle_right_pin(self, certificate_id: str, now: datetime) -> None:
         await self.conn.execute(
-            update(certificates)
-            .where(certificates.c.id == certificate_id, certificates.c.wrong_pins > 0)
-            .values(wrong_pins=certificates.c.wrong_pins - 1, updated_at=now))
+            update(certificates).where(certificates.c.id == certificate_id)
+            .values(wrong_pins=0, pin_checks_in_flight=self._one_check_settled(now),
+                    updated_at=now))
+
+    async def release_pin_check(self, certificate_id: str, now: datetime) -> None:
+        """Give a reserved check back uncounted (the key store failed, not the holder)."""
+        await self.conn.execute(
+            update(certificates).where(certificates.c.id == certificate_id)
+            .values(pin_checks_in_flight=self._one_check_settled(now)))
+
+    @staticmethod
+    def _live_pin_checks(now: datetime) -> ColumnElement[int]:
+        """Checks in flight; reservations whose lease ran out (their process died) count 0."""
+        return case((certificates.c.pin_checks_lease_until > now,
+                     certificates.c.pin_checks_in_flight), else_=0)
+
+    def _one_check_settled(self, now: datetime) -> ColumnElement[int]:
+        live = self._live_pin_checks(now)
+        return case((live > 0, live - 1), else_=0)
 
     async def reset_pin_tries(self, certificate_id: str, now: datetime) -> None:
         await self.conn.execute(update(certificates).where(certificates.c.id == certificate_id)

@@ -88,6 +88,9 @@ certificates = Table(
     Column("revocation_reason", Integer, nullable=True),
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("wrong_pins", Integer, nullable=False, server_default=text("0")),
+    # PIN checks reserved and not yet settled; the lease bounds one a crash never settled.
+    Column("pin_checks_in_flight", Integer, nullable=False, server_default=text("0")),
+    Column("pin_checks_lease_until", UtcDateTime, nullable=True),
     Column("master_key_id", String(64), nullable=True, index=True),
     Column("wrapped_key", LargeBinary, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),

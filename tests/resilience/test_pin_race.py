@@ -1,8 +1,9 @@
 """Concurrent PIN checks of one certificate with a PIN KDF as slow as production's.
 
-The lockout counts a try before the (slow) PIN check, so concurrent wrong PINs can never add
-up past five. The replica suite shows that half; this module shows the other: requests with
-the RIGHT PIN, in flight together (a bank front-end signing several documents at once). One
+A PIN check is reserved before the (slow) KDF runs, so concurrent wrong PINs can never add up
+past five. The replica suite shows that half; this module shows the other: requests with the
+RIGHT PIN, in flight together (a bank front-end signing several documents at once), all sign:
+past five in flight they wait for a slot instead of locking the certificate. One
 process is enough: the PIN checks overlap on separate pooled connections of PostgreSQL.
 """
 
@@ -41,10 +42,6 @@ async def slow_kdf(settings: Settings, clock: FixedClock) -> AsyncIterator[Servi
 @pytest.mark.postgres
 @pytest.mark.skipif(BACKEND != "postgres", reason="on SQLite the writers queue on the file lock "
                     "(with SQLite's busy back-off), so whether the tries overlap is timing")
-@pytest.mark.xfail(strict=True, reason="BUG: open_key reserves a PIN try before the check and "
-                   "resets only after it, so with 5 checks in flight a 6th request with the "
-                   "RIGHT PIN is refused 423 pin_locked (app/services/certificates.py open_key, "
-                   "app/storage/repository.py reserve_pin_try)")
 async def test_concurrent_right_pins_are_never_locked_out(slow_kdf: Service) -> None:
     bank: Bank = await make_bank(slow_kdf.http, slow_kdf.container, "busy-bank")
     issued = await bank.issue(person(61), pin=PIN)

@@ -44,7 +44,6 @@ class Run:
     token = ""
     started = 0.0
     calls: dict[str, int] = {}  # one run per process
-    known: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def client(template_dir: Path, database_url: str,
     finally:
         schemathesis_asgi.shutdown_lifespans()
         report("schemathesis", operations=len(Run.calls), requests=sum(Run.calls.values()),
-               per_operation=Run.calls, known_csc_body_bug=Run.known,
+               per_operation=Run.calls,
                seconds=round(time.monotonic() - Run.started, 1))
 
 
@@ -92,24 +91,9 @@ def test_every_operation_holds_to_its_document(case: Any, client: Any) -> None:
     headers = {"Authorization": f"Bearer {Run.token}"}
     response = case.call(base_url=f"http://{schemathesis_asgi.HOST}", session=client,
                          headers=headers)
-    if _known_csc_body_bug(case.path, response):
-        Run.known[label] = Run.known.get(label, 0) + 1
-        return  # pinned by test_csc_routes_answer_an_undecodable_body_in_the_csc_shape
     case.validate_response(response, checks=CHECKS, headers=headers)
 
 
-def _known_csc_body_bug(path: str, response: Any) -> bool:
-    """The one deviation found and not yet fixed (app/routers/csc.py): a CSC route answers a
-    body that is not decodable JSON with FastAPI's 400 as problem+json, not the CSC shape."""
-    content_type = response.headers.get("content-type") or [""]  # lowercase keys, lists
-    return (path.startswith("/csc/v1/") and response.status_code == 400
-            and content_type[0] == "application/problem+json"
-            and response.json().get("code") == "bad_request")
-
-
-@pytest.mark.xfail(strict=True, reason="BUG: app/routers/csc.py CscRoute re-raises FastAPI's "
-                   "HTTPException(400) for a body that is not decodable JSON, so the edge answers "
-                   "problem+json instead of the CSC error shape the document declares")
 async def test_csc_routes_answer_an_undecodable_body_in_the_csc_shape(bank: Bank) -> None:
     for method in ("credentials/list", "credentials/info", "credentials/authorize",
                    "signatures/signHash"):

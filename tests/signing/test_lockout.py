@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from app.main import create_app
+from app.services import certificates as certificate_service
+from app.storage.tables import certificates
 from tests.conftest import BACKEND, Bank, Service
 from tests.signing.conftest import Holder, b64
 
@@ -107,3 +111,37 @@ async def test_concurrent_wrong_and_right_pins_on_postgres(bank: Bank, holder: H
     wrong = [r for r in replies if r.status_code == 403]
     assert all(0 <= r.json()["remaining_attempts"] <= 4 for r in wrong)
     assert 0 <= await _remaining(bank, holder) <= 5
+
+
+async def _hold_pin_checks(service: Service, holder: Holder, in_flight: int) -> None:
+    """Leave ``in_flight`` reservations in the row, as requests still checking (or a process
+    killed mid-check) would."""
+    async with service.container.db.transaction() as conn:
+        await conn.execute(update(certificates).where(certificates.c.id == holder.id).values(
+            pin_checks_in_flight=in_flight,
+            pin_checks_lease_until=service.clock.now() + timedelta(seconds=60)))
+
+
+async def test_a_full_set_of_pin_checks_in_flight_makes_a_request_wait_not_lock(
+        service: Service, bank: Bank, holder: Holder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(certificate_service, "PIN_CHECK_WAIT", timedelta(milliseconds=200))
+    await _hold_pin_checks(service, holder, in_flight=5)
+    busy = await _sign(bank, holder, holder.pin)
+    assert busy.status_code == 429, busy.text
+    assert busy.headers["content-type"] == "application/problem+json"
+    assert busy.json()["code"] == "pin_checks_busy"
+    assert busy.headers["Retry-After"] == "1"
+    state = (await bank.get(f"/v1/certificates/{holder.id}")).json()
+    assert state["locked"] is False and state["remaining_pin_attempts"] == 5
+
+    # Four in flight leave one slot: a wrong PIN takes it and counts; then none is free.
+    await _hold_pin_checks(service, holder, in_flight=4)
+    wrong = await _sign(bank, holder, "000000")
+    assert wrong.status_code == 403 and wrong.json()["remaining_attempts"] == 4
+    assert (await _sign(bank, holder, "000000")).status_code == 429
+
+    # The reservations were never settled (their process died): they end with their lease.
+    service.clock.advance(timedelta(seconds=61))
+    ok = await _sign(bank, holder, holder.pin)
+    assert ok.status_code == 200, ok.text
+    assert await _remaining(bank, holder) == 5
