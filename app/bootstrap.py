@@ -77,8 +77,11 @@ def bootstrap_development(settings: Settings, clock: Clock) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.resolved_database_url)
     if settings.keys.kind == "local" and not settings.keyring_path.exists():
-        LocalKeyRing.create(settings.keyring_path, clock.now())
-        log.info("created a local key ring", extra={"path": str(settings.keyring_path)})
+        try:
+            LocalKeyRing.create(settings.keyring_path, clock.now())
+            log.info("created a local key ring", extra={"path": str(settings.keyring_path)})
+        except FileExistsError:  # another process started first and made it
+            pass
     if not ca_exists(settings.ca_dir):
         init_ca(settings, clock)
         log.info("created a development CA", extra={"path": str(settings.ca_dir)})

@@ -47,7 +47,7 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
             headers.update({"RateLimit-Limit": str(exc.extra["limit"]),
                             "RateLimit-Remaining": "0", "RateLimit-Reset": retry})
     if status == 503:
-        log.warning("dependency unavailable", extra={"code": exc.code})
+        log.warning("dependency unavailable", extra={"problem_code": exc.code})
     return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)
 
 

@@ -6,12 +6,12 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.settings import MIN_SECRET_LENGTH, PLACEHOLDERS, Settings
+from app.storage.files import create_new
 
 
 class StartupError(Exception):
@@ -104,9 +104,7 @@ def _development_secrets(path: Path) -> dict[str, str]:
     values = {"rrn_hmac_key": token(), "code_hmac_key": token(),
               "token_signing_keys": f"dev-{secrets.token_hex(4)}:{token()}"}
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
+        create_new(path, json.dumps(values))
+    except FileExistsError:  # another process made it first, whole
         return dict(json.loads(path.read_text()))
-    with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
     return values

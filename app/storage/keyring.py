@@ -17,6 +17,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from app.storage.files import create_new
+
 _NONCE_LEN = 12
 
 
@@ -48,10 +50,7 @@ class LocalKeyRing:
     @staticmethod
     def create(path: Path, now: datetime) -> None:
         """Write a new key ring with one key; refuses to overwrite one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"keys": [_new_entry(now)]}, handle, indent=2)
+        create_new(path, json.dumps({"keys": [_new_entry(now)]}, indent=2))
 
     @staticmethod
     def add_key(path: Path, now: datetime) -> str:
