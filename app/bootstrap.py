@@ -37,6 +37,8 @@ from app.storage import migrate
 from app.storage.db import Database, make_engine, translate_errors
 from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
+from app.storage.rate_counters import DatabaseCounters
+from app.storage.redis_counters import RedisCounters
 from app.verifiers.registry import build_verifier
 
 log = logging.getLogger(__name__)
@@ -180,9 +182,11 @@ class Container:
     signing: SigningService
     csc: CscService
     status: StatusService
+    limiter: RateLimiter
 
     async def close(self) -> None:
         await self.status.close()
+        await self.limiter.store.close()
         await self.http.aclose()
         await self.db.dispose()
 
@@ -205,9 +209,15 @@ async def build_container(settings: Settings, clock: Clock,
                            distribution_point=issuer.profile.crl_url, clock=clock)
     certificates = CertificateService(db, issuer, custody, secrets_, clock, revocations=status)
     signing = SigningService(db, certificates, clock)
+    limits = settings.limits
+    limiter = RateLimiter(
+        RedisCounters(limits.redis_url, timeout_seconds=limits.redis_timeout_seconds,
+                      prefix=limits.redis_key_prefix)
+        if limits.redis_url else DatabaseCounters(db))
     try:
         await status.start()  # a responder and a CRL exist before the first request
     except BaseException:
+        await limiter.store.close()
         await status.close()
         await http.aclose()
         await db.dispose()
@@ -216,7 +226,7 @@ async def build_container(settings: Settings, clock: Clock,
         settings=settings, clock=clock, db=db, http=http, verifier=verifier,
         protector=protector, issuer=issuer,
         auth=AuthService(db, secrets_, settings.oauth, clock),
-        verifications=VerificationService(db, verifier, secrets_, clock, RateLimiter(db),
+        verifications=VerificationService(db, verifier, secrets_, clock, limiter,
                                           settings.limits),
         certificates=certificates, signing=signing,
-        csc=CscService(db, certificates, signing, clock), status=status)
+        csc=CscService(db, certificates, signing, clock), status=status, limiter=limiter)

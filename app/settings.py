@@ -92,6 +92,10 @@ class LimitsSettings(BaseModel):
     verifications_per_phone_per_10_minutes: int = Field(5, ge=1)
     wrong_codes_per_phone_per_hour: int = Field(10, ge=1)
     signatures_per_certificate_per_minute: int = Field(60, ge=1)
+    # Keep the counters in Redis instead of the database (e.g. redis://cache:6379/0).
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(1.0, gt=0, le=30)
+    redis_key_prefix: str = Field("certcloud:rate:", min_length=1, max_length=100)
 
 
 class StatusSettings(BaseModel):

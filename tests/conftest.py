@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +35,21 @@ BACKEND = os.environ.get("CERTCLOUD_TEST_DB", "sqlite")
 PG_SERVER = os.environ.get("CERTCLOUD_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 KEYS = os.environ.get("CERTCLOUD_TEST_KEYS", "local")  # or "pkcs11"
+# Redis for the rate-limit counters (a database number of its own; keys get a unique prefix).
+REDIS_URL = os.environ.get("CERTCLOUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_url_or_skip() -> str:
+    """The test Redis; skips when none answers, unless CERTCLOUD_REQUIRE_REDIS=1 (CI)."""
+    parsed = urllib.parse.urlsplit(REDIS_URL)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379),
+                                 timeout=1).close()
+    except OSError:
+        if os.environ.get("CERTCLOUD_REQUIRE_REDIS") == "1":
+            raise
+        pytest.skip(f"no Redis at {parsed.hostname}:{parsed.port}")
+    return REDIS_URL
 
 
 class FixedClock:

@@ -19,7 +19,7 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, operation_id="readyz",
-            summary="The database and the key store are reachable",
+            summary="The database, the key store and the rate-limit store are reachable",
             responses=problem_responses(503))
 async def readyz(container: ContainerDep, request: Request) -> Health:
     database_up = request.app.state.metrics.database_up
@@ -31,6 +31,7 @@ async def readyz(container: ContainerDep, request: Request) -> Health:
     database_up.set(1)
     # The key store too: a failing token (protector or CA key) raises DependencyUnavailable,
     # which the edge turns into 503 problem+json.
+    await container.limiter.store.check()
     for part in (container.protector, container.issuer.ca.key):
         check = getattr(part, "check", None)
         if check is not None:

@@ -50,10 +50,10 @@ def _may_exist(verification_id: str) -> bool:
 
 class VerificationService:
     def __init__(self, db: Database, verifier: PhoneVerifier, secrets_: ServerSecrets,
-                 clock: Clock, limiter: RateLimiter | None = None,
+                 clock: Clock, limiter: RateLimiter,
                  limits: LimitsSettings | None = None) -> None:
         self.db, self.verifier, self.secrets, self.clock = db, verifier, secrets_, clock
-        self.limiter = limiter or RateLimiter(db)
+        self.limiter = limiter
         limits = limits or LimitsSettings()
         self.per_client = Limit("verifications_per_client",
                                 limits.verifications_per_client_per_minute, 60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -10,14 +11,20 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Bank, FixedClock, Service, make_bank, person
+from tests.conftest import Bank, FixedClock, Service, make_bank, person, redis_url_or_skip
 
 
-@pytest.fixture
-async def strict(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
+@pytest.fixture(params=["database", "redis"])
+async def strict(request: pytest.FixtureRequest, settings: Settings,
+                 clock: FixedClock) -> AsyncIterator[Service]:
+    """Low limits, with the counters in the database or in Redis."""
+    store: dict[str, object] = {}
+    if request.param == "redis":
+        store = {"redis_url": redis_url_or_skip(),
+                 "redis_key_prefix": f"certcloud-test:{uuid.uuid4().hex}:"}
     limited = settings.model_copy(update={"limits": settings.limits.model_copy(update={
         "verifications_per_phone_per_10_minutes": 2, "wrong_codes_per_phone_per_hour": 3,
-        "verifications_per_client_per_minute": 4})})
+        "verifications_per_client_per_minute": 4, **store})})
     app = create_app(limited, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
