@@ -203,6 +203,7 @@ class CertificateService:
             await self._discard_pending(certificate_id)
             raise
         await self.revocations.publish(published)
+        await self.revocations.presign(serial_hex(serial))
         log.info("certificate issued", extra={"certificate_id": certificate_id,
                                               "serial": serial_hex(serial),
                                               "superseded": previous.id if previous else None})

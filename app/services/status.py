@@ -75,15 +75,17 @@ PRESIGN_WINDOW = timedelta(days=1)
 
 
 class RevocationRecorder(Protocol):
-    """What the certificate use cases call when they revoke.
+    """What the certificate use cases call when they revoke or issue.
 
     ``record`` runs inside the revoking transaction with its connection; ``publish`` runs
-    after the commit and before the reply.
+    after the commit and before the reply; ``presign`` after an issuance has committed.
     """
 
     async def record(self, conn: AsyncConnection, certificate_id: str) -> int | None: ...
 
     async def publish(self, generation: int | None) -> None: ...
+
+    async def presign(self, serial: str) -> None: ...
 
 
 class _NoRecorder:
@@ -91,6 +93,9 @@ class _NoRecorder:
         return None
 
     async def publish(self, generation: int | None) -> None:
+        return None
+
+    async def presign(self, serial: str) -> None:
         return None
 
 
@@ -474,6 +479,19 @@ class StatusService:
                     cert_status=CertStatus.REVOKED.value, der=der, this_update=this_update,
                     next_update=next_update, responder_id=responder.id)
         return generation
+
+    async def presign(self, serial: str) -> None:
+        """Sign and store the good answer of a certificate just issued, so that even its first
+        query costs no signature. Best effort: the issuance has committed, and the refresher
+        pre-signs whatever this missed."""
+        responder = self._usable_responder()
+        if not self.settings.presign or responder is None:
+            return
+        try:
+            await self._single(self._cert_id("sha1", serial), responder)
+        except Exception as exc:
+            log.warning("pre-signing left to the refresher",
+                        extra={"serial": serial, "cause": type(exc).__name__})
 
     async def publish(self, generation: int | None) -> None:
         """After the revoking commit: drop the serial here, have a CRL that covers it stored,

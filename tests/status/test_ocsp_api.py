@@ -16,11 +16,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
+from sqlalchemy import delete
 
 from app.domain.errors import DependencyUnavailable
 from app.pki import ocsp as ocsp_pki
 from app.services.status import StatusService
 from app.storage.status_repository import StatusRepository
+from app.storage.status_tables import ocsp_responses
 from tests.conftest import Bank, Service, person
 from tests.status.conftest import (
     OCSP_REQUEST,
@@ -386,23 +388,35 @@ async def test_superseded_and_reason_upgrade(service: Service, bank: Bank) -> No
     assert compromised.revocation_time_utc == superseded.revocation_time_utc
 
 
-async def test_presign_and_refresh_before_next_update(service: Service, bank: Bank,
-                                                      signatures: list[int]) -> None:
+async def test_issuance_presigns_and_the_refresher_fills_gaps_and_resigns(
+        service: Service, bank: Bank, signatures: list[int]) -> None:
     _resource, cert = await issue(bank, 5)
     status = _status(service)
-    report = await status.refresh_ocsp()
-    assert report.presigned == 1 and report.resigned == 0
     request_der = ocsp_request(cert, _ca(service))
     before = len(signatures)
     first = await post_ocsp(service.http, request_der)
-    assert len(signatures) == before  # pre-signed: the first query costs no signature
+    assert first.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert len(signatures) == before  # pre-signed at issuance: no signature at the first query
     assert (await status.refresh_ocsp()).as_dict() == {"resigned": 0, "presigned": 0,
                                                        "dropped": 0}
 
-    # Past the refresh point (12 h before nextUpdate) the refresher re-signs, and memory
+    # A pre-signing the issuance could not store (the database dropped just then) is left to
+    # the refresher.
+    _other, other_cert = await issue(bank, 7)
+    async with service.container.db.transaction() as conn:
+        removed = await conn.execute(delete(ocsp_responses).where(
+            ocsp_responses.c.serial == f"{other_cert.serial_number:x}"))
+    assert removed.rowcount == 1
+    assert (await status.refresh_ocsp()).presigned == 1
+    before = len(signatures)
+    assert (await post_ocsp(service.http, ocsp_request(other_cert, _ca(service)))
+            ).certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert len(signatures) == before
+
+    # Past the refresh point (12 h before nextUpdate) the refresher re-signs both, and memory
     # stops serving the old one.
     service.clock.advance(timedelta(hours=12, minutes=1))
-    assert (await status.refresh_ocsp()).resigned == 1
+    assert (await status.refresh_ocsp()).resigned == 2
     second = await post_ocsp(service.http, request_der)
     assert second.this_update_utc == service.clock.now()
     assert first.this_update_utc is not None and second.this_update_utc is not None
@@ -506,3 +520,17 @@ async def test_a_chunked_body_is_read_whole_and_replayed_on_a_miss(service: Serv
         assert reply.status_code == 200
         assert ocsp.load_der_ocsp_response(reply.content).certificate_status is (
             ocsp.OCSPCertStatus.GOOD)
+
+
+async def test_a_failed_presign_never_fails_the_issuance(service: Service, bank: Bank,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    status = _status(service)
+
+    async def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise DependencyUnavailable("database gone", code="database_unavailable")
+
+    monkeypatch.setattr(status, "_single", unavailable)
+    issued = await bank.issue(person(8))
+    assert issued.status_code == 201, issued.text
+    monkeypatch.undo()
+    assert (await status.refresh_ocsp()).presigned == 1
