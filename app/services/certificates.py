@@ -9,7 +9,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.domain.certificates import (
@@ -43,6 +43,17 @@ log = logging.getLogger(__name__)
 PIN_CHECK_LEASE = timedelta(seconds=60)
 PIN_CHECK_WAIT = timedelta(seconds=10)
 PIN_CHECK_POLL = timedelta(milliseconds=25)
+
+
+@dataclass(frozen=True)
+class _NewCertificate:
+    """A key pair made for a certificate about to be issued, and its sealed form."""
+
+    id: str
+    key: UserPrivateKey = field(repr=False)
+    serial: int
+    master_key_id: str
+    wrapped: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -108,10 +119,7 @@ class CertificateService:
         rrn_hmac = self.secrets.rrn_hmac(rrn.digits)
         await self._precheck_verification(verification_id, client_id, phone, Purpose.ISSUE)
 
-        key = await self.issuer.new_key()
-        certificate_id = str(uuid.uuid4())
-        master_key_id, wrapped = await self.custody.seal(key, pin, certificate_id)
-        serial = self.issuer.new_serial()
+        new = await self._new_sealed_key(pin)
         async with self.db.transaction() as conn:
             repo = Repository(conn)
             await self._consume(repo, verification_id, client_id, phone, Purpose.ISSUE, now)
@@ -128,15 +136,10 @@ class CertificateService:
                 person_id = existing.id
                 await repo.update_person_contact(person_id, name=person.name, phone=phone,
                                                  email=person.email, now=now)
-            await repo.add_pending_certificate(
-                certificate_id=certificate_id, person_id=person_id, serial=serial_hex(serial),
-                not_before=now, not_after=now + VALIDITY,
-                key_algorithm=self.issuer.key_algorithm, client_id=client_id,
-                replaces_id=None, now=now)
-        return await self._sign_and_activate(
-            certificate_id=certificate_id, person_id=person_id, name=person.name, key=key,
-            serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
-            supersede_active=True, client_id=client_id, action="issue")
+            await self._add_pending(repo, new, person_id=person_id, client_id=client_id,
+                                    replaces_id=None, now=now)
+        return await self._sign_and_activate(new, person_id=person_id, name=person.name,
+                                             now=now, client_id=client_id, action="issue")
 
     async def reissue(self, *, client_id: str, certificate_id: str, verification_id: str,
                       pin: str) -> Certificate:
@@ -152,47 +155,53 @@ class CertificateService:
         check_pin(pin, is_birth_pattern=holder.is_birth_pattern)
         await self._precheck_verification(verification_id, client_id, holder.phone,
                                           Purpose.REISSUE)
-        key = await self.issuer.new_key()
-        new_id = str(uuid.uuid4())
-        master_key_id, wrapped = await self.custody.seal(key, pin, new_id)
-        serial = self.issuer.new_serial()
+        new = await self._new_sealed_key(pin)
         async with self.db.transaction() as conn:
             repo = Repository(conn)
             await self._consume(repo, verification_id, client_id, holder.phone,
                                 Purpose.REISSUE, now)
-            await repo.add_pending_certificate(
-                certificate_id=new_id, person_id=holder.person_id, serial=serial_hex(serial),
-                not_before=now, not_after=now + VALIDITY,
-                key_algorithm=self.issuer.key_algorithm, client_id=client_id,
-                replaces_id=old.id, now=now)
-        return await self._sign_and_activate(
-            certificate_id=new_id, person_id=holder.person_id, name=holder.name, key=key,
-            serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
-            supersede_active=True, client_id=client_id, action="reissue")
+            await self._add_pending(repo, new, person_id=holder.person_id, client_id=client_id,
+                                    replaces_id=old.id, now=now)
+        return await self._sign_and_activate(new, person_id=holder.person_id, name=holder.name,
+                                             now=now, client_id=client_id, action="reissue")
 
-    async def _sign_and_activate(
-        self, *, certificate_id: str, person_id: str, name: str, key: UserPrivateKey,
-        serial: int, master_key_id: str, wrapped: bytes, now: datetime, supersede_active: bool,
-        client_id: str, action: str,
-    ) -> Certificate:
+    async def _new_sealed_key(self, pin: str) -> _NewCertificate:
+        """A new key pair, sealed under the PIN, with the id and serial of its certificate."""
+        key = await self.issuer.new_key()
+        certificate_id = str(uuid.uuid4())
+        master_key_id, wrapped = await self.custody.seal(key, pin, certificate_id)
+        return _NewCertificate(certificate_id, key, self.issuer.new_serial(), master_key_id,
+                               wrapped)
+
+    async def _add_pending(self, repo: Repository, new: _NewCertificate, *, person_id: str,
+                           client_id: str, replaces_id: str | None, now: datetime) -> None:
+        await repo.add_pending_certificate(
+            certificate_id=new.id, person_id=person_id, serial=serial_hex(new.serial),
+            not_before=now, not_after=now + VALIDITY, key_algorithm=self.issuer.key_algorithm,
+            client_id=client_id, replaces_id=replaces_id, now=now)
+
+    async def _sign_and_activate(self, new: _NewCertificate, *, person_id: str, name: str,
+                                 now: datetime, client_id: str, action: str) -> Certificate:
         """The CA signs only after the pending row is stored; activation then supersedes the
         person's active certificate in one transaction, under the person's row lock."""
+        certificate_id, serial = new.id, new.serial
         published: int | None = None
         try:
-            der = await self.issuer.sign(key=key, name=name, person_id=person_id, serial=serial,
-                                         not_before=now, not_after=now + VALIDITY)
+            der = await self.issuer.sign(key=new.key, name=name, person_id=person_id,
+                                         serial=serial, not_before=now,
+                                         not_after=now + VALIDITY)
             async with self.db.transaction() as conn:
                 repo = Repository(conn)
                 await repo.get_person(person_id, for_update=True)
                 previous = await repo.active_certificate_of(person_id)
-                if previous is not None and supersede_active:
+                if previous is not None:
                     await repo.revoke(previous.id, RevocationReason.SUPERSEDED, now)
                     await repo.set_replaces(certificate_id, previous.id)
                     published = await self.revocations.record(conn, previous.id)
                 await repo.activate_certificate(certificate_id, certificate_der=der,
-                                                master_key_id=master_key_id,
-                                                wrapped_key=wrapped, now=now)
-                if previous is not None and supersede_active:
+                                                master_key_id=new.master_key_id,
+                                                wrapped_key=new.wrapped, now=now)
+                if previous is not None:
                     await audit.append(conn, self.secrets.audit_key, now=now,
                                        action="supersede", client_id=client_id,
                                        certificate_id=previous.id, successor_id=certificate_id)
@@ -410,10 +419,7 @@ class CertificateService:
         """
         now = self.clock.now()
         _current, holder = await self._load_with_holder(certificate.id)
-        key = await self.issuer.new_key()
-        new_id = str(uuid.uuid4())
-        master_key_id, wrapped = await self.custody.seal(key, pin, new_id)
-        serial = self.issuer.new_serial()
+        new = await self._new_sealed_key(pin)
         async with self.db.transaction() as conn:
             repo = Repository(conn)
             await repo.get_person(holder.person_id, for_update=True)
@@ -421,15 +427,11 @@ class CertificateService:
             if (current is None or current.status_at(now) is not CertificateStatus.ACTIVE
                     or await repo.is_replaced(certificate.id)):
                 return None
-            await repo.add_pending_certificate(
-                certificate_id=new_id, person_id=holder.person_id, serial=serial_hex(serial),
-                not_before=now, not_after=now + VALIDITY,
-                key_algorithm=self.issuer.key_algorithm, client_id=client_id,
-                replaces_id=certificate.id, now=now)
-        renewed = await self._sign_and_activate(
-            certificate_id=new_id, person_id=holder.person_id, name=holder.name, key=key,
-            serial=serial, master_key_id=master_key_id, wrapped=wrapped, now=now,
-            supersede_active=True, client_id=client_id, action="renew")
-        log.info("certificate renewed", extra={"certificate_id": new_id,
+            await self._add_pending(repo, new, person_id=holder.person_id, client_id=client_id,
+                                    replaces_id=certificate.id, now=now)
+        renewed = await self._sign_and_activate(new, person_id=holder.person_id,
+                                                name=holder.name, now=now, client_id=client_id,
+                                                action="renew")
+        log.info("certificate renewed", extra={"certificate_id": new.id,
                                                "replaces_id": certificate.id})
-        return renewed, key
+        return renewed, new.key
