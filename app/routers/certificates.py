@@ -83,7 +83,7 @@ async def unlock_certificate(certificate_id: str, body: UnlockRequest, principal
 
 @router.post("/{certificate_id}/pin", response_model=CertificatePublic,
              operation_id="change_pin", summary="Change the PIN (the key is rewrapped)",
-             responses=problem_responses(400, 401, 403, 404, 409, 422, 423))
+             responses=problem_responses(400, 401, 403, 404, 409, 422, 423, 429, 503))
 async def change_pin(certificate_id: str, body: PinChange, principal: SignClient,
                      container: ContainerDep) -> CertificatePublic:
     certificate = await container.certificates.change_pin(
@@ -95,7 +95,7 @@ async def change_pin(certificate_id: str, body: PinChange, principal: SignClient
 @router.post("/{certificate_id}/revoke", response_model=CertificatePublic,
              operation_id="revoke_certificate",
              summary="Revoke, proven by the PIN or a phone verification (idempotent)",
-             responses=problem_responses(400, 401, 403, 404, 409, 422, 423))
+             responses=problem_responses(400, 401, 403, 404, 409, 422, 423, 429, 503))
 async def revoke_certificate(certificate_id: str, body: RevokeRequest,
                              principal: RevokeClient,
                              container: ContainerDep) -> CertificatePublic:

@@ -89,7 +89,8 @@ def from_domain(exc: DomainError) -> CscError:
     if isinstance(exc, InvalidInput | Conflict):
         return CscError(400, "invalid_request", exc.detail)
     if isinstance(exc, RateLimited):
-        return CscError(429, "rate_limited", exc.detail)
+        return CscError(429, "rate_limited", exc.detail,
+                        {"Retry-After": str(exc.extra.get("retry_after", 1))})
     if isinstance(exc, DependencyUnavailable):
         log.warning("dependency unavailable", extra={"code_name": exc.code})
         return CscError(503, "temporarily_unavailable", exc.detail)
@@ -162,6 +163,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
     for status, text in ((400, "CSC error (invalid_request, invalid_pin, access_denied)"),
                          (401, "invalid_token"), (403, "insufficient_scope"),
+                         (429, "rate_limited (too many PIN checks in flight; Retry-After)"),
                          (503, "temporarily_unavailable"))}
 
 

@@ -4,6 +4,7 @@ wrong PINs, on any number of replicas, never add up to more than five tries."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -131,6 +132,11 @@ async def test_a_full_set_of_pin_checks_in_flight_makes_a_request_wait_not_lock(
     assert busy.headers["content-type"] == "application/problem+json"
     assert busy.json()["code"] == "pin_checks_busy"
     assert busy.headers["Retry-After"] == "1"
+    csc = await bank.post("/csc/v1/credentials/authorize", {
+        "credentialID": holder.id, "numSignatures": 1, "PIN": holder.pin,
+        "hash": [b64(hashlib.sha256(b"a document").digest())]})
+    assert csc.status_code == 429 and csc.json()["error"] == "rate_limited", csc.text
+    assert csc.headers["Retry-After"] == "1"
     state = (await bank.get(f"/v1/certificates/{holder.id}")).json()
     assert state["locked"] is False and state["remaining_pin_attempts"] == 5
 
