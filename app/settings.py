@@ -91,6 +91,7 @@ class LimitsSettings(BaseModel):
     verifications_per_client_per_minute: int = Field(600, ge=1)
     verifications_per_phone_per_10_minutes: int = Field(5, ge=1)
     wrong_codes_per_phone_per_hour: int = Field(10, ge=1)
+    wrong_codes_per_client_per_hour: int = Field(1000, ge=1)
     signatures_per_certificate_per_minute: int = Field(60, ge=1)
     # Keep the counters in Redis instead of the database (e.g. redis://cache:6379/0).
     redis_url: str | None = None

@@ -61,6 +61,8 @@ class VerificationService:
                                limits.verifications_per_phone_per_10_minutes, 600)
         self.wrong_codes = Limit("wrong_codes_per_phone", limits.wrong_codes_per_phone_per_hour,
                                  3600)
+        self.wrong_codes_per_client = Limit("wrong_codes_per_client",
+                                            limits.wrong_codes_per_client_per_hour, 3600)
 
     async def start(self, *, client_id: str, phone: str, channel: Channel,
                     purpose: Purpose | None) -> StartedVerification:
@@ -132,6 +134,7 @@ class VerificationService:
             verification, code_hash = found
             verification.check_confirmable(now, verification.client_id)
             await self.limiter.check(self.wrong_codes, verification.phone, now)
+            await self.limiter.check(self.wrong_codes_per_client, verification.client_id, now)
             if verification.channel is not channel:
                 raise Conflict(f"a {verification.channel.value} verification cannot be confirmed "
                                f"this way", code="verification_channel_mismatch")
@@ -152,6 +155,7 @@ class VerificationService:
                                wrong_tries=None if verified else wrong)
         if not verified:
             await self.limiter.hit(self.wrong_codes, verification.phone, now)
+            await self.limiter.hit(self.wrong_codes_per_client, verification.client_id, now)
             remaining = max(MAX_WRONG_CODES - (wrong or MAX_WRONG_CODES), 0)
             log.info("verification code wrong", extra={"verification_id": verification_id})
             raise InvalidInput("the code does not match" + ("" if remaining else

@@ -24,7 +24,8 @@ async def strict(request: pytest.FixtureRequest, settings: Settings,
                  "redis_key_prefix": f"certcloud-test:{uuid.uuid4().hex}:"}
     limited = settings.model_copy(update={"limits": settings.limits.model_copy(update={
         "verifications_per_phone_per_10_minutes": 2, "wrong_codes_per_phone_per_hour": 3,
-        "verifications_per_client_per_minute": 4, **store})})
+        "verifications_per_client_per_minute": 4, "wrong_codes_per_client_per_hour": 4,
+        **store})})
     app = create_app(limited, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -71,6 +72,27 @@ async def test_wrong_codes_per_phone_are_limited_across_verifications(strict: Se
     blocked = await bank.post(f"/v1/verifications/{second['id']}/confirm", {"code": code})
     assert blocked.status_code == 429
     assert blocked.json()["code"] == "rate_limited_wrong_codes_per_phone"
+
+
+async def test_wrong_codes_per_client_are_limited_across_phones(strict: Service) -> None:
+    bank = await make_bank(strict.http, strict.container)
+    for n in (63, 64):  # two wrong codes on each of two phones: under the per-phone limit
+        started = await bank.start_verification(person(n)["phone"])
+        for _ in range(2):
+            wrong = await bank.post(f"/v1/verifications/{started['id']}/confirm",
+                                    {"code": "000000"})
+            assert wrong.status_code == 422, wrong.text
+    phone = person(65)["phone"]
+    third = await bank.start_verification(phone)
+    blocked = await bank.post(f"/v1/verifications/{third['id']}/confirm",
+                              {"code": await bank.sms_code(phone)})
+    assert blocked.status_code == 429
+    assert blocked.json()["code"] == "rate_limited_wrong_codes_per_client"
+    other = await make_bank(strict.http, strict.container, "other bank")
+    fresh = await other.start_verification(phone)
+    confirmed = await other.post(f"/v1/verifications/{fresh['id']}/confirm",
+                                 {"code": await other.sms_code(phone)})
+    assert confirmed.status_code == 200, confirmed.text  # another bank is not held back
 
 
 async def test_request_id_in_header_problem_and_logs(service: Service, bank: Bank,
