@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -253,9 +254,10 @@ class CertificateService:
             raise wrong_pin_error(wrong_pins) from None
         except BaseException:
             # The key store failed (or the request was cancelled), not the holder: give the
-            # reserved check back uncounted.
-            async with self.db.transaction() as conn:
-                await Repository(conn).release_pin_check(certificate_id, now)
+            # reserved check back uncounted. If even that fails, the slot's lease ends it.
+            with contextlib.suppress(Exception):
+                async with self.db.transaction() as conn:
+                    await Repository(conn).release_pin_check(certificate_id, now)
             raise
         async with self.db.transaction() as conn:
             await Repository(conn).settle_right_pin(certificate_id, now)
