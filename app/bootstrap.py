@@ -27,18 +27,18 @@ from app.services.certificates import CertificateService
 from app.services.csc import CscService
 from app.services.custody import KeyCustody
 from app.services.issuer import Issuer
-from app.services.limits import RateLimiter
+from app.services.limits import CounterStore, RateLimiter
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
 from app.services.verifications import VerificationService
-from app.settings import Settings
+from app.settings import LimitsSettings, Settings
 from app.storage import migrate
 from app.storage.db import Database, make_engine, translate_errors
 from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
 from app.storage.rate_counters import DatabaseCounters
-from app.storage.redis_counters import RedisCounters
+from app.storage.redis_counters import RedisCounters, is_redis_url
 from app.verifiers.registry import build_verifier
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ def check_configuration(settings: Settings) -> ServerSecrets:
     if settings.is_production and settings.verifier.kind == "sandbox":
         raise StartupError("the sandbox phone verifier is refused in production; set "
                            "CERTCLOUD_VERIFIER__KIND=provider")
+    if settings.limits.redis_url and not is_redis_url(settings.limits.redis_url):
+        # Never echo the URL: it may hold a password.
+        raise StartupError("CERTCLOUD_LIMITS__REDIS_URL is not a Redis URL "
+                           "(redis://, rediss:// or unix://)")
     return load_secrets(settings)
 
 
@@ -191,6 +195,13 @@ class Container:
         await self.db.dispose()
 
 
+def _counter_store(limits: LimitsSettings, db: Database) -> CounterStore:
+    if not limits.redis_url:
+        return DatabaseCounters(db)
+    return RedisCounters(limits.redis_url, timeout_seconds=limits.redis_timeout_seconds,
+                         prefix=limits.redis_key_prefix)
+
+
 async def build_container(settings: Settings, clock: Clock,
                           verifier: PhoneVerifier | None = None) -> Container:
     secrets_ = await preflight(settings, clock)
@@ -209,11 +220,7 @@ async def build_container(settings: Settings, clock: Clock,
                            distribution_point=issuer.profile.crl_url, clock=clock)
     certificates = CertificateService(db, issuer, custody, secrets_, clock, revocations=status)
     signing = SigningService(db, certificates, clock)
-    limits = settings.limits
-    limiter = RateLimiter(
-        RedisCounters(limits.redis_url, timeout_seconds=limits.redis_timeout_seconds,
-                      prefix=limits.redis_key_prefix)
-        if limits.redis_url else DatabaseCounters(db))
+    limiter = RateLimiter(_counter_store(settings.limits, db))
     try:
         await status.start()  # a responder and a CRL exist before the first request
     except BaseException:

@@ -5,6 +5,7 @@ relative (EXPIRE, not EXPIREAT), so it does not depend on Redis' clock agreeing 
 from __future__ import annotations
 
 from redis import asyncio as aioredis
+from redis.connection import parse_url
 from redis.exceptions import RedisError
 
 from app.domain.errors import DependencyUnavailable
@@ -48,6 +49,14 @@ class RedisCounters:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def is_redis_url(url: str) -> bool:
+    try:
+        parse_url(url)
+    except ValueError:
+        return False
+    return True
 
 
 def _unavailable() -> DependencyUnavailable:

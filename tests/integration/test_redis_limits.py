@@ -15,9 +15,11 @@ import pytest
 from redis import asyncio as aioredis
 from sqlalchemy import func, select
 
+from app.bootstrap import check_configuration
 from app.domain.errors import DependencyUnavailable, RateLimited
 from app.main import create_app
 from app.services.limits import Limit, RateLimiter
+from app.services.secrets import StartupError
 from app.settings import Settings
 from app.storage.ops_tables import rate_counters
 from app.storage.redis_counters import GRACE_SECONDS, RedisCounters
@@ -137,3 +139,16 @@ async def test_the_service_answers_503_while_redis_is_gone(settings: Settings,
         assert messages.json() == []  # nothing sent, nothing to pay for
         ready = await service.http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["code"] == "rate_limiter_unavailable"
+
+
+async def test_a_redis_url_that_is_not_one_stops_the_start(settings: Settings) -> None:
+    url = "http://user:s3cret-pass@cache:6379/0"
+    bad = settings.model_copy(update={"limits": settings.limits.model_copy(
+        update={"redis_url": url})})
+    with pytest.raises(StartupError) as refused:
+        check_configuration(bad)
+    assert "CERTCLOUD_LIMITS__REDIS_URL" in str(refused.value)
+    assert "s3cret-pass" not in str(refused.value)
+    good = settings.model_copy(update={"limits": settings.limits.model_copy(
+        update={"redis_url": "rediss://user:pw@cache:6380/2"})})
+    check_configuration(good)
