@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bootstrap import Container
@@ -242,6 +242,25 @@ class Service:
     container: Container
     clock: FixedClock
     settings: Settings
+
+
+async def database_bytes(service: Service) -> bytes:
+    """Everything the database holds, for tests that search it for secrets: on SQLite the
+    files themselves (free pages keep deleted rows), and on every backend each row's values."""
+    url = service.settings.resolved_database_url
+    dump = bytearray()
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        for part in (path, Path(f"{path}-wal")):
+            if part.exists():
+                dump += part.read_bytes()
+    async with service.container.db.transaction(write=False) as conn:
+        for table in metadata.sorted_tables:
+            for row in (await conn.execute(select(table))).all():
+                for value in row:
+                    dump += value if isinstance(value, bytes) else str(value).encode()
+                    dump += b"\x00"
+    return bytes(dump)
 
 
 @pytest.fixture

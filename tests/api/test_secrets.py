@@ -5,31 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from app.logs import JsonFormatter
 from app.pki.keys import private_key_to_der
-from app.storage.schema import metadata
-from tests.conftest import Bank, Service, person
-
-
-async def _database_bytes(service: Service) -> bytes:
-    url = service.settings.resolved_database_url
-    if url.startswith("sqlite"):
-        path = Path(url.split("///", 1)[1])
-        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
-    dump = bytearray()
-    async with service.container.db.transaction(write=False) as conn:
-        for table in metadata.sorted_tables:
-            for row in (await conn.execute(select(table))).all():
-                for value in row:
-                    dump += value if isinstance(value, bytes) else str(value).encode()
-                    dump += b"\x00"
-    return bytes(dump)
+from tests.conftest import Bank, Service, database_bytes, person
 
 
 def _forms(secret: str) -> list[bytes]:
@@ -83,7 +65,7 @@ async def test_no_secret_anywhere(service: Service, bank: Bank,
     secrets = ["902714", "583920", "417093", rrn, rrn.replace("-", ""), *codes]
     logs = (stream.getvalue() + caplog.text).encode()
     assert b"certificate issued" in logs  # the capture works
-    database = await _database_bytes(service)
+    database = await database_bytes(service)
     assert len(database) > 1000
     key_der = private_key_to_der(key)
     haystacks = {"logs": logs, "replies": b"\n".join(replies), "database": database}

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,29 +27,11 @@ from sqlalchemy import select
 from app.logs import JsonFormatter
 from app.pki.keys import private_key_to_der
 from app.storage.ops_tables import idempotency_keys
-from app.storage.schema import metadata
-from tests.conftest import Bank, Service, person
+from tests.conftest import Bank, Service, database_bytes, person
 from tests.resilience.conftest import report
 
 PIN, NEW_PIN, OTHER_PIN = "583016", "740295", "316847"
 WRONG_PINS = ["480213", "617350", "905172", "264039", "851406"]
-
-
-async def _database_bytes(service: Service) -> bytes:
-    url = service.settings.resolved_database_url
-    dump = bytearray()
-    if url.startswith("sqlite"):
-        path = Path(url.split("///", 1)[1])
-        for part in (path, Path(f"{path}-wal")):
-            if part.exists():
-                dump += part.read_bytes()
-    async with service.container.db.transaction(write=False) as conn:
-        for table in metadata.sorted_tables:
-            for row in (await conn.execute(select(table))).all():
-                for value in row:
-                    dump += value if isinstance(value, bytes) else str(value).encode()
-                    dump += b"\x00"
-    return bytes(dump)
 
 
 def _found(secret: str, haystack: bytes) -> bool:
@@ -194,7 +175,7 @@ async def test_no_secret_in_logs_replies_or_database(service: Service, bank: Ban
     # The capture works, at DEBUG, through the JSON formatter too.
     assert b"certificate issued" in logs and b'"level": "debug"' in logs
     assert logging.getLogger().getEffectiveLevel() == logging.DEBUG
-    database = await _database_bytes(service)
+    database = await database_bytes(service)
     haystacks = {"logs": logs, "replies": b"\n".join(replies), "database": database}
     by_design = {("replies", "sad"), ("replies", "client")}
     leaks = []
