@@ -718,22 +718,19 @@ class StatusService:
                 "sha1", issued_after=now - PRESIGN_WINDOW, now=now, limit=limit)
         signed = []
         for state in missing:
-            cert_id = self._cert_id("sha1", state.serial)
-            signed.append((state, *self._sign(responder, [self._answer_for(cert_id, state)],
-                                              now)))
+            answer = self._answer_for(self._cert_id("sha1", state.serial), state)
+            signed.append((state, answer.status.value, *self._sign(responder, [answer], now)))
             await asyncio.sleep(0)
         count = 0
         if signed:
             async with self.db.transaction() as conn:
                 repo = StatusRepository(conn)
                 locked = await self._lock_states(repo, [item[0].serial for item in signed])
-                for state, der, this_update, next_update in signed:
+                for state, cert_status, der, this_update, next_update in signed:
                     if locked.get(state.serial) != state:
                         continue  # revoked meanwhile; the revocation stored its own
                     await repo.put_response(
-                        serial=state.serial, hash_algorithm="sha1",
-                        cert_status=self._answer_for(
-                            self._cert_id("sha1", state.serial), state).status.value,
+                        serial=state.serial, hash_algorithm="sha1", cert_status=cert_status,
                         der=der, this_update=this_update, next_update=next_update,
                         responder_id=responder.id)
                     count += 1
