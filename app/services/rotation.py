@@ -31,6 +31,7 @@ from sqlalchemy import Table, and_, bindparam, func, select, update
 
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.ports import KeyProtector
+from app.services import audit
 from app.services.custody import key_binding
 from app.storage.db import Database
 from app.storage.keyring_file import MasterKeyInfo
@@ -335,7 +336,5 @@ class KeyRotation:
     async def _audit(self, now: datetime, action: str, **details: str) -> None:
         if self.audit_key is None:
             return
-        from app.services import audit
-
         async with self.db.transaction() as conn:
             await audit.append(conn, self.audit_key, now=now, action=action, **details)
