@@ -4,12 +4,12 @@ database so a retry on any replica gets the same reply.
 A request body may hold a PIN and a reply may hold a secret (a CSC SAD, an ARS display code),
 so neither is kept readable. The request is remembered by an HMAC under a server key of its
 *fingerprint*: the JSON body parsed, every PIN-bearing field dropped (``pin``, ``new_pin``, CSC
-``PIN`` and ``OTP``: any member named ``pin``/``otp`` or ending ``_pin``/``_otp``, in any case,
-at any depth), re-encoded canonically. The PIN is never part of it, because a keyed hash of a
-body whose only unknown is a 6-digit PIN is a PIN oracle to whoever holds the server secret
-(10^6 HMACs, seconds), far cheaper than the Argon2id of the key blob. A body that is not a JSON
-object (nor empty) has no fingerprint and is not recorded at all: the routes refuse such bodies
-anyway, and nothing about them is stored.
+``PIN`` and ``OTP``: any member whose name, split at ``_`` and ``-``, holds the word ``pin`` or
+``otp`` in any case, at any depth), re-encoded canonically. The PIN is never part of it: a
+keyed hash of a body whose only unknown is a 6-digit PIN is a PIN oracle to whoever holds the
+server secret (10^6 HMACs, seconds), far cheaper than the Argon2id of the key blob. A body
+that is not a JSON object (nor empty) has no fingerprint and is not recorded at all: the routes
+refuse such bodies anyway, and nothing about them is stored.
 
 So a retry with the same key and the same request but another PIN is the same request: it gets
 the first reply, whatever PIN it carries. That closes the online oracle too (issue 11, finding
