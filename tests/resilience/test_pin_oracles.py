@@ -98,7 +98,6 @@ class Sent:
     path: str
     body: dict[str, Any]
     key: str | None
-    status: int = 0
 
     def variants(self) -> list[tuple[str, bytes, bytes]]:
         """(field, raw body with the true PINs, raw body with that field's PIN wrong)."""
@@ -127,8 +126,14 @@ class Attacker:
     @classmethod
     def of(cls, cluster: Cluster) -> Attacker:
         loaded = load_secrets(settings_for(cluster.data_dir, cluster.database_url))
-        named = {"code_hmac_key": loaded.code_hmac_key, "rrn_hmac_key": loaded.rrn_hmac_key,
-                 "audit_key": loaded.audit_key}
+        named = {"code_hmac_key": loaded.code_hmac_key, "rrn_hmac_key": loaded.rrn_hmac_key}
+        audit_key = getattr(loaded, "audit_key", None)  # derived, or a key of its own
+        if isinstance(audit_key, bytes):
+            named["audit_key"] = audit_key
+        stored = json.loads((cluster.data_dir / "secrets.json").read_text())
+        for name, value in stored.items():  # whatever else the server keeps there
+            if isinstance(value, str):
+                named[f"secrets.json {name}"] = value.encode()
         for token_key in loaded.token_keys:
             named[f"token key {token_key.kid}"] = token_key.secret
         ring = json.loads((cluster.data_dir / "keyring.json").read_text())
@@ -197,7 +202,7 @@ class Recorder:
         reply = await self.bank.at(0).post(path, content=encode(body), headers=headers)
         self.bank.seen.note(reply)
         if pin_paths(body):
-            self.sent.append(Sent(path, body, key, reply.status_code))
+            self.sent.append(Sent(path, body, key))
         return reply
 
 
