@@ -123,7 +123,8 @@ def main() -> None:
         per = float(row["cpu_s_per_guess"])  # type: ignore[arg-type]
         hours = row["pin_space_core_hours"]
         space = f"{hours:.4g} core-h" if isinstance(hours, float) else "none"
-        ratio = f"1/{argon2 / per:,.0f}" if per < argon2 else "1"
+        ratio = "-" if not row["tests_a_pin"] else f"1/{argon2 / per:,.0f}" if per < argon2 \
+            else "1"
         print(f"{row['value']:62} {'yes' if row['tests_a_pin'] else 'no':>11} "
               f"{per * 1e6:>9.2f} µs {space:>14} {ratio:>11}")
     print(f"(Argon2id wall time per guess on this machine: {wall * 1e3:.0f} ms, "
