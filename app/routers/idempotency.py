@@ -1,7 +1,12 @@
 """The Idempotency-Key header on POSTs that create or change something: a retry with the same
-key and body gets the first reply and does nothing again; the same key with another body is
-422; the same key while the first is still running is 409 (under /csc/v1 these refusals take
-the CSC error shape)."""
+key and request gets the first reply and does nothing again; the same key with another request
+is 422; the same key while the first is still running is 409 (under /csc/v1 these refusals take
+the CSC error shape).
+
+"The same request" ignores every PIN-bearing field (see :mod:`app.storage.idempotency`): a
+retry with another PIN gets the first reply too, so neither the stored record nor the answer to
+a guess can tell one PIN from another. A body that is not a JSON object is passed through
+without idempotency (the route refuses it) and nothing of it is stored."""
 
 from __future__ import annotations
 
@@ -76,9 +81,21 @@ class IdempotencyMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        delivered = False
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
         keys = self._reply_keys(container)
-        request_hash = keys.request_hash((scope["method"].encode(), path.encode(),
-                                          scope.get("query_string", b""), bytes(body)))
+        request_hash = keys.fingerprint(scope["method"], path, scope.get("query_string", b""),
+                                        bytes(body))
+        if request_hash is None:  # not a JSON object: the route refuses it, nothing is kept
+            await self.app(scope, replay_body, send)
+            return
         store = IdempotencyStore(container.db, keys)
         try:
             claim = await store.claim(principal.client_id, key, request_hash,
@@ -101,15 +118,6 @@ class IdempotencyMiddleware:
             await self._replay(claim.status_code or 200, claim.content_type or "",
                                claim.body or b"", send)
             return
-
-        delivered = False
-
-        async def replay_body() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         status, content_type, chunks = 500, "", bytearray()
 

@@ -2,16 +2,34 @@
 database so a retry on any replica gets the same reply.
 
 A request body may hold a PIN and a reply may hold a secret (a CSC SAD, an ARS display code),
-so neither is kept readable: the request is remembered by an HMAC under a server key (a plain
-hash of a body whose only unknown is a 6-digit PIN would be a PIN oracle), and the reply is
-sealed with AES-GCM under another key derived from the same server secret, bound to the client
-and the Idempotency-Key. A database dump alone yields neither."""
+so neither is kept readable. The request is remembered by an HMAC under a server key of its
+*fingerprint*: the JSON body parsed, every PIN-bearing field dropped (``pin``, ``new_pin``, CSC
+``PIN`` and ``OTP``: any member whose name, split at ``_`` and ``-``, holds the word ``pin`` or
+``otp`` in any case, at any depth), re-encoded canonically. The PIN is never part of it: a
+keyed hash of a body whose only unknown is a 6-digit PIN is a PIN oracle to whoever holds the
+server secret (10^6 HMACs, seconds), far cheaper than the Argon2id of the key blob. A body
+that is not a JSON object (nor empty) has no fingerprint and is not recorded at all: the routes
+refuse such bodies anyway, and nothing about them is stored.
+
+So a retry with the same key and the same request but another PIN is the same request: it gets
+the first reply, whatever PIN it carries. That closes the online oracle too (issue 11, finding
+5: a wrong PIN used to get 422 "reused" where the right one replayed 200). The issue asks that
+such a mismatch count as a wrong PIN or void the key; with the PIN out of the fingerprint there
+is no PIN-dependent outcome left to count: every guess gets the same bytes, so a guess teaches
+nothing, and a replay never reaches the PIN check (no try is spent, none is owed). That is
+stronger than either: counting still answers each guess (a replayed 200 for the right PIN, a
+counted refusal for a wrong one) up to the lockout, and voiding still answers the first.
+
+The reply is sealed with AES-GCM under another key derived from the same server secret, bound
+to the client and the Idempotency-Key. A database dump alone yields neither."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,12 +65,53 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
                 info=b"certcloud:idempotency:" + purpose).derive(secret)
 
 
+_PIN_WORDS = frozenset({"pin", "otp"})
+
+
+def is_pin_field(name: str) -> bool:
+    """``pin``, ``new_pin``, ``PIN``, ``OTP``, ``current-pin``…: a member that holds a PIN."""
+    return bool(_PIN_WORDS & set(re.split(r"[_-]", name.lower())))
+
+
+def _without_pins(value: object) -> object:
+    if isinstance(value, dict):
+        return {name: _without_pins(member) for name, member in value.items()
+                if not is_pin_field(name)}
+    if isinstance(value, list):
+        return [_without_pins(member) for member in value]
+    return value
+
+
+def canonical_body(body: bytes) -> bytes | None:
+    """The body as the fingerprint sees it: empty stays empty; a JSON object is re-encoded
+    (sorted members, no spaces, ASCII) without its PIN-bearing members; anything else is
+    ``None`` (not recorded). It parses as the routes do (``json.loads``: the last of duplicate
+    members wins), so two bodies the routes take alike get one fingerprint."""
+    if not body:
+        return b""
+    try:
+        parsed = json.loads(body)
+        if not isinstance(parsed, dict):
+            return None
+        return json.dumps(_without_pins(parsed), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=True).encode()
+    except (ValueError, RecursionError):  # not JSON (or bad UTF-8), or nested too deep
+        return None
+
+
 class ReplyKeys:
     """The keys of the idempotency records, derived from a server secret."""
 
     def __init__(self, secret: bytes) -> None:
         self._mac_key = _derive(secret, b"request")
         self._aead = AESGCM(_derive(secret, b"reply"))
+
+    def fingerprint(self, method: str, path: str, query: bytes, body: bytes) -> str | None:
+        """The stored request hash, or ``None`` for a body that is not to be recorded."""
+        canonical = canonical_body(body)
+        if canonical is None:
+            return None
+        return self.request_hash((method.encode(), path.encode(), query, canonical))
 
     def request_hash(self, parts: Iterable[bytes]) -> str:
         mac = hmac.new(self._mac_key, digestmod=hashlib.sha256)
