@@ -280,7 +280,7 @@ def keys_group() -> None:
 async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     from datetime import timedelta
 
-    from app.bootstrap import check_configuration, load_key_protector
+    from app.bootstrap import load_key_protector
     from app.services.rotation import KeyRotation, ManagedKeyProtector
     from app.storage.db import Database, make_engine
 
@@ -290,7 +290,7 @@ async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     db_ = Database(make_engine(settings.resolved_database_url,
                                timeout_seconds=settings.database_timeout_seconds))
     grace = timedelta(seconds=2 * settings.keys.refresh_seconds)
-    audit_key = check_configuration(settings).audit_key
+    audit_key = (await _audit_secrets(settings)).audit_key
     try:
         return await action(KeyRotation(db_, cast(ManagedKeyProtector, protector),
                                         retire_grace=grace, audit_key=audit_key))

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKEND, create_pg_database, drop_pg_database
+from tests.production_config import production_env
 
 CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
 STRONG = "x" * 40
@@ -149,9 +150,7 @@ def test_production_refuses_sandbox_and_placeholders(tmp_path: Path,
 
 def test_production_creates_nothing_implicitly(tmp_path: Path,
                                                fresh_database_url: str) -> None:
-    secrets = {"CERTCLOUD_VERIFIER__KIND": "provider", "CERTCLOUD_RRN_HMAC_KEY": STRONG,
-               "CERTCLOUD_CODE_HMAC_KEY": STRONG + "c",
-               "CERTCLOUD_TOKEN_SIGNING_KEYS": f"k1:{STRONG}"}
+    secrets = {k: v for k, v in production_env().items() if k != "CERTCLOUD_ENVIRONMENT"}
     line = _refusal(tmp_path, fresh_database_url, **secrets)
     assert "ca init" in line
     assert not (tmp_path / "prod" / "ca").exists()
