@@ -110,14 +110,15 @@ async def page(conn: AsyncConnection, *, after: int, limit: int) -> list[AuditEv
 
 
 async def seal_legacy_rows(conn: AsyncConnection, keys: AuditKeys, now: datetime) -> bool:
-    """If the chain ends with a legacy row, append one under the chain's own key: it seals
-    the legacy prefix, and from then on a chain ending in legacy rows is a rewrite."""
+    """If the chain ends with a row under an older key (legacy, or the environment's before
+    the token's), append one under the current key: it seals the rows before, and from then
+    on a chain ending under an older key is a rewrite."""
     head = (await conn.execute(select(audit_head.c.seq).where(audit_head.c.id == 1))).one()
     last = (await conn.execute(select(audit_events.c.key_id)
                                .where(audit_events.c.seq == head.seq))).scalar_one_or_none()
-    if last != LEGACY_AUDIT_KEY_ID or keys.current.key_id == LEGACY_AUDIT_KEY_ID:
+    if last is None or last == keys.current.key_id:
         return False
-    await append(conn, keys, now=now, action="audit_chain_sealed", previous="legacy")
+    await append(conn, keys, now=now, action="audit_chain_sealed", previous=last)
     return True
 
 
@@ -157,7 +158,7 @@ async def verify_chain(conn: AsyncConnection, keys: AuditKeys | bytes, batch: in
     keys = _keys(keys)
     problems: list[str] = []
     previous_hash, expected_seq, checked = GENESIS, 1, 0
-    own_key_seen, last_key = False, None
+    newest_rank, last_key = 0, None
     async for rows in _batches(conn, batch):
         for row, recomputed in zip(rows, await _recompute(rows, keys), strict=True):
             if row.seq != expected_seq:
@@ -169,16 +170,18 @@ async def verify_chain(conn: AsyncConnection, keys: AuditKeys | bytes, batch: in
                                 f"({row.key_id!r})")
             elif not hmac.compare_digest(recomputed, row.hash):
                 problems.append(f"row {row.seq} was edited")
-            if row.key_id == LEGACY_AUDIT_KEY_ID and own_key_seen:
-                problems.append(f"row {row.seq} is keyed with the legacy key after the chain "
-                                "had its own: rows were re-chained")
-            own_key_seen = own_key_seen or row.key_id != LEGACY_AUDIT_KEY_ID
+            rank = keys.rank(row.key_id)
+            if rank < newest_rank:
+                problems.append(f"row {row.seq} is keyed with an older key ({row.key_id!r}) "
+                                "than a row before it: rows were re-chained")
+            newest_rank = max(newest_rank, rank)
             previous_hash, expected_seq, last_key = row.hash, row.seq + 1, row.key_id
             checked += 1
-    if last_key == LEGACY_AUDIT_KEY_ID and keys.current.key_id != LEGACY_AUDIT_KEY_ID:
-        problems.append("the chain ends with legacy rows that no row under the chain's own key "
-                        "seals: its later rows were removed and the rest re-chained (or the "
-                        "service has not started since the upgrade)")
+    if last_key is not None and keys.rank(last_key) < keys.rank(keys.current.key_id):
+        problems.append(f"the chain ends with rows under an older key ({last_key!r}) that no "
+                        "row under the chain's own key seals: its later rows were removed and "
+                        "the rest re-chained (or the service has not started since the "
+                        "upgrade)")
     head = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).one()
     if head.seq != expected_seq - 1 or head.hash != previous_hash:
         problems.append(f"the chain ends at row {expected_seq - 1} but its head names row "

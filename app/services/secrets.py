@@ -63,9 +63,16 @@ class AuditKeys:
     legacy: ChainKey
     others: tuple[ChainKey, ...] = ()
 
+    @property
+    def ranked(self) -> tuple[ChainKey, ...]:
+        """Oldest first: rows never go back to an older key."""
+        return (self.legacy, *self.others, self.current)
+
     def by_id(self, key_id: str) -> ChainKey | None:
-        return next((k for k in (self.current, self.legacy, *self.others)
-                     if k.key_id == key_id), None)
+        return next((k for k in self.ranked if k.key_id == key_id), None)
+
+    def rank(self, key_id: str) -> int:
+        return next((n for n, k in enumerate(self.ranked) if k.key_id == key_id), -1)
 
 
 def env_audit_key_id(secret: bytes) -> str:
