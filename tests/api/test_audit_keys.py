@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services import audit, audit_checkpoint
-from app.services.secrets import LEGACY_AUDIT_KEY_ID, AuditKeys, LocalChainKey
+from app.services.secrets import LEGACY_AUDIT_KEY_ID, AuditKeys, ChainKey, LocalChainKey
 from app.storage.ops_tables import audit_events, audit_head
 from tests.conftest import Bank, Service, person
 
@@ -47,16 +47,18 @@ async def _pin_failures_and_lock(bank: Bank) -> None:
                     {"verification_id": await bank.verified(person(61)["phone"], "revoke")})
 
 
-async def _rechain(conn: AsyncConnection, key: bytes, *, as_legacy: bool) -> None:
+async def _rechain(conn: AsyncConnection, key: bytes | ChainKey, *, as_legacy: bool) -> None:
     """The attacker's rewrite: every row hashed again under ``key`` in the old format (or in
     the new one, keeping each row's key id), and the head moved to the new last row."""
+    if isinstance(key, bytes):
+        key = LocalChainKey("attacker", key)
     rows = (await conn.execute(select(audit_events).order_by(audit_events.c.seq))).all()
     previous = audit.GENESIS
     for seq, row in enumerate(rows, start=1):
         key_id = LEGACY_AUDIT_KEY_ID if as_legacy else row.key_id
         message = audit.event_message(key_id, previous, seq, row.occurred_at, row.client_id,
                                       row.action, row.certificate_id, row.result, row.details)
-        digest = hmac.new(key, message, hashlib.sha256).hexdigest()
+        digest = (await key.macs([message]))[0]
         await conn.execute(update(audit_events).where(audit_events.c.seq == row.seq).values(
             seq=seq, prev_hash=previous, hash=digest, key_id=key_id))
         previous = digest
@@ -150,11 +152,9 @@ async def test_a_rewrite_with_every_secret_is_caught_by_a_checkpoint(service: Se
     async with service.container.db.transaction(write=False) as conn:
         assert await audit_checkpoint.chain_problems(conn, seq, head_hash) == []
 
-    own = _keys(service).current
-    assert isinstance(own, LocalChainKey)
     async with service.container.db.transaction() as conn:
         await _delete_pin_events(conn)
-        await _rechain(conn, own.secret, as_legacy=False)
+        await _rechain(conn, _keys(service).current, as_legacy=False)
     assert (await _verify(service)).intact  # the chain alone cannot tell
     async with service.container.db.transaction(write=False) as conn:
         problems = await audit_checkpoint.chain_problems(
