@@ -188,12 +188,6 @@ def _strength_problem(name: str, value: str, *, production: bool) -> str | None:
     return None
 
 
-def _check_strong(name: str, value: str) -> None:
-    problem = _strength_problem(name, value, production=False)
-    if problem:
-        raise StartupError(problem)
-
-
 _NAMES = ("rrn_hmac_key", "code_hmac_key", "token_signing_keys", "audit_hmac_key",
           "pin_pattern_key")
 
@@ -237,7 +231,7 @@ def _secret(value: SecretStr | None) -> str | None:
 def load_secrets(settings: Settings) -> ServerSecrets:
     """Production: every secret from the environment, strong and distinct (all problems in
     one line). Development: unset secrets are generated once into ``<data_dir>/secrets.json``
-    (and ``secrets-v2.json``) and reused on later starts. With ``CERTCLOUD_KEYS__KIND=pkcs11``
+    and reused on later starts. With ``CERTCLOUD_KEYS__KIND=pkcs11``
     the audit chain key and the RRN lookup key are the token's (see ``bootstrap``)."""
     given = {name: _secret(getattr(settings, name)) for name in _NAMES}
     pkcs11 = settings.keys.kind == "pkcs11"
@@ -247,8 +241,7 @@ def load_secrets(settings: Settings) -> ServerSecrets:
             raise StartupError("; ".join(problems))
         values = {name: value or "" for name, value in given.items()}
     else:
-        stored = _development_secrets(settings.data_dir / "secrets.json")
-        stored.update(_development_secrets(settings.data_dir / "secrets-v2.json", version=2))
+        stored = _development_secrets(settings.data_dir)
         values = {name: value or stored[name] for name, value in given.items()}
     token_audit, token_rrn = _token_keys(settings) if pkcs11 else (None, None)
     return ServerSecrets(rrn_hmac_key=values["rrn_hmac_key"].encode(),
@@ -274,7 +267,15 @@ def _token_keys(settings: Settings) -> tuple[TokenHmacKey, TokenHmacKey | None]:
     return TokenHmacKey(token, settings.keys.audit_key_label), rrn
 
 
-def _development_secrets(path: Path, version: int = 1) -> dict[str, str]:
+def _development_secrets(data_dir: Path) -> dict[str, str]:
+    """``secrets.json``, made whole on first start. One made before the audit and pattern keys
+    existed is left as it is; those two then live in ``secrets-v2.json``."""
+    made = _create_once(data_dir / "secrets.json", _NAMES)
+    missing = tuple(name for name in _NAMES if name not in made)
+    return {**made, **(_create_once(data_dir / "secrets-v2.json", missing) if missing else {})}
+
+
+def _create_once(path: Path, names: tuple[str, ...]) -> dict[str, str]:
     if path.exists():
         return dict(json.loads(path.read_text()))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,9 +283,8 @@ def _development_secrets(path: Path, version: int = 1) -> dict[str, str]:
     def token() -> str:
         return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
-    values = ({"audit_hmac_key": token(), "pin_pattern_key": token()} if version == 2 else
-              {"rrn_hmac_key": token(), "code_hmac_key": token(),
-               "token_signing_keys": f"dev-{secrets.token_hex(4)}:{token()}"})
+    values = {name: f"dev-{secrets.token_hex(4)}:{token()}" if name == "token_signing_keys"
+              else token() for name in names}
     try:
         create_new(path, json.dumps(values))
     except FileExistsError:  # another process made it first, whole

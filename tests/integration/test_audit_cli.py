@@ -83,7 +83,7 @@ def test_checkpoint_export_and_verify(tmp_path: Path) -> None:
     garbage.write_bytes(b"\xff not json")
     assert run(env, "audit", "verify", "--checkpoint", str(garbage)).exit_code == 1
 
-    key = json.loads((data / "secrets-v2.json").read_text())["audit_hmac_key"].encode()
+    key = json.loads((data / "secrets.json").read_text())["audit_hmac_key"].encode()
     rewrite_without_first_row(url, key)
     alone = run(env, "audit", "verify")
     assert alone.exit_code == 0, alone.output  # the chain alone cannot tell

@@ -101,3 +101,26 @@ def test_every_problem_is_named_in_one_line(tmp_path: Path) -> None:
 
 def test_development_keeps_its_cheap_settings(tmp_path: Path) -> None:
     check_configuration(Settings(data_dir=tmp_path, argon2={"time_cost": 1, "memory_kib": 8}))
+
+
+def test_development_secrets_of_an_older_data_directory_are_kept(tmp_path: Path) -> None:
+    import json
+
+    from app.services.secrets import load_secrets
+
+    old = {"rrn_hmac_key": strong_secret("old rrn"), "code_hmac_key": strong_secret("old code"),
+           "token_signing_keys": f"dev-1:{strong_secret('old token')}"}
+    (tmp_path / "secrets.json").write_text(json.dumps(old))
+    first = load_secrets(Settings(data_dir=tmp_path))
+    assert first.rrn_hmac_key == old["rrn_hmac_key"].encode()
+    assert json.loads((tmp_path / "secrets.json").read_text()) == old
+    added = json.loads((tmp_path / "secrets-v2.json").read_text())
+    assert set(added) == {"audit_hmac_key", "pin_pattern_key"}
+    again = load_secrets(Settings(data_dir=tmp_path / "."))
+    assert again.audit_hmac_key == first.audit_hmac_key == added["audit_hmac_key"].encode()
+    fresh = tmp_path / "fresh"
+    load_secrets(Settings(data_dir=fresh))
+    assert set(json.loads((fresh / "secrets.json").read_text())) == {
+        "rrn_hmac_key", "code_hmac_key", "token_signing_keys", "audit_hmac_key",
+        "pin_pattern_key"}
+    assert not (fresh / "secrets-v2.json").exists()
