@@ -22,6 +22,7 @@ from app.pki.ca import (
     save_ca,
 )
 from app.pki.keys import KdfParams
+from app.services import audit
 from app.services.auth import AuthService
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
@@ -47,16 +48,103 @@ log = logging.getLogger(__name__)
 def check_configuration(settings: Settings) -> ServerSecrets:
     """Everything that can be refused before anything is touched.
 
-    :raises StartupError: one line naming the problem.
+    :raises StartupError: one line naming every problem found.
     """
+    problems: list[str] = []
     if settings.is_production and settings.verifier.kind == "sandbox":
-        raise StartupError("the sandbox phone verifier is refused in production; set "
-                           "CERTCLOUD_VERIFIER__KIND=provider")
+        problems.append("the sandbox phone verifier is refused in production; set "
+                        "CERTCLOUD_VERIFIER__KIND=provider")
     if settings.limits.redis_url and not is_redis_url(settings.limits.redis_url):
         # Never echo the URL: it may hold a password.
-        raise StartupError("CERTCLOUD_LIMITS__REDIS_URL is not a Redis URL "
-                           "(redis://, rediss:// or unix://)")
-    return load_secrets(settings)
+        problems.append("CERTCLOUD_LIMITS__REDIS_URL is not a Redis URL "
+                        "(redis://, rediss:// or unix://)")
+    if settings.is_production:
+        problems += production_weaknesses(settings)
+    try:
+        secrets_ = load_secrets(settings)
+    except StartupError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise StartupError("; ".join(problems))
+    return secrets_
+
+
+# RFC 9106 §4: the second recommended option (t=3, 64 MiB) or the first (t=1, 2 GiB).
+ARGON2_MINIMUMS = ((3, 64 * 1024), (1, 2 * 1024 * 1024))
+
+
+def production_weaknesses(settings: Settings) -> list[str]:
+    """Settings production refuses: a PIN KDF below RFC 9106's options, a provider verifier
+    without credentials."""
+    problems = []
+    argon = settings.argon2
+    if not any(argon.time_cost >= t and argon.memory_kib >= m for t, m in ARGON2_MINIMUMS):
+        problems.append(f"Argon2id t={argon.time_cost}, m={argon.memory_kib} KiB is below "
+                        "RFC 9106's options (need CERTCLOUD_ARGON2__TIME_COST>=3 and "
+                        "__MEMORY_KIB>=65536, or >=2097152)")
+    if settings.verifier.kind == "provider":
+        sens, twilio = settings.verifier.sens, settings.verifier.twilio
+        given = {"SENS__SERVICE_ID": sens.service_id, "SENS__SENDER": sens.sender,
+                 "SENS__ACCESS_KEY": sens.access_key.get_secret_value(),
+                 "SENS__SECRET_KEY": sens.secret_key.get_secret_value(),
+                 "TWILIO__ACCOUNT_SID": twilio.account_sid, "TWILIO__CALLER_ID": twilio.caller_id,
+                 "TWILIO__AUTH_TOKEN": twilio.auth_token.get_secret_value()}
+        empty = [f"CERTCLOUD_VERIFIER__{name}" for name, value in given.items()
+                 if not value.strip()]
+        if empty:
+            problems.append(f"the provider verifier needs credentials: {', '.join(empty)} "
+                            "empty")
+    return problems
+
+
+def prepare_token_secrets(settings: Settings, secrets_: ServerSecrets, *,
+                          create_if_missing: bool, generate_rrn_key: bool = False) -> list[str]:
+    """With ``CERTCLOUD_KEYS__KIND=pkcs11``: the token's audit chain key and RRN lookup key
+    are there (development makes the audit key and imports its RRN key; production refuses).
+    Returns what it made.
+
+    :raises StartupError: one line naming the problem.
+    """
+    from app.domain.errors import DependencyUnavailable
+    from app.storage.pkcs11 import TokenError, token_session
+    from app.storage.token_hmac import TokenHmacKey, generate_hmac_key, import_hmac_key
+
+    made: list[str] = []
+    try:
+        token = token_session(settings.keys)
+    except TokenError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        audit_key = TokenHmacKey(token, settings.keys.audit_key_label)
+        if not audit_key.present():
+            if not create_if_missing:
+                raise StartupError(f"no audit chain key labelled {audit_key.label!r} on the "
+                                   f"PKCS#11 token {token.token_label!r}; run `certcloud keys "
+                                   "init-token-hmac`")
+            generate_hmac_key(token, audit_key.label)
+            made.append(audit_key.label)
+        rrn_key = TokenHmacKey(token, settings.keys.rrn_key_label)
+        env_rrn = settings.rrn_hmac_key.get_secret_value() if settings.rrn_hmac_key else None
+        if rrn_key.present():
+            if env_rrn is not None and not rrn_key.matches(env_rrn.encode()):
+                raise StartupError("CERTCLOUD_RRN_HMAC_KEY differs from the RRN key in the "
+                                   f"PKCS#11 token ({rrn_key.label!r}); unset it")
+        elif create_if_missing and secrets_.rrn_hmac_key:  # the key persons are indexed with
+            import_hmac_key(token, rrn_key.label, secrets_.rrn_hmac_key)
+            made.append(rrn_key.label)
+        elif create_if_missing and generate_rrn_key:  # a new installation
+            generate_hmac_key(token, rrn_key.label)
+            made.append(rrn_key.label)
+        elif env_rrn is None:
+            raise StartupError(f"no RRN lookup key labelled {rrn_key.label!r} on the PKCS#11 "
+                               f"token {token.token_label!r}; run `certcloud keys "
+                               "init-token-hmac` with CERTCLOUD_RRN_HMAC_KEY set")
+    except DependencyUnavailable:
+        raise StartupError(f"the PKCS#11 token {token.token_label!r} failed while its HMAC "
+                           f"keys were checked ({token.last_error})") from None
+    except ValueError as exc:
+        raise StartupError(f"{exc} (token {token.token_label!r})") from None
+    return made
 
 
 def init_ca(settings: Settings, clock: Clock, *, pkcs11: bool = False) -> None:
@@ -158,6 +246,9 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
     if not ca_exists(settings.ca_dir):
         raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
     await asyncio.to_thread(load_key_protector, settings, clock)
+    if settings.keys.kind == "pkcs11":
+        await asyncio.to_thread(prepare_token_secrets, settings, secrets_,
+                                create_if_missing=not settings.is_production)
     await asyncio.to_thread(load_issuing_ca, settings)
     if settings.is_production:
         db = Database(make_engine(settings.resolved_database_url,
@@ -222,6 +313,8 @@ async def build_container(settings: Settings, clock: Clock,
     signing = SigningService(db, certificates, clock)
     limiter = RateLimiter(_counter_store(settings.limits, db))
     try:
+        async with db.transaction() as conn:  # rows from before the chain's own key
+            await audit.seal_legacy_rows(conn, secrets_.audit_key, clock.now())
         await status.start()  # a responder and a CRL exist before the first request
     except BaseException:
         await limiter.store.close()

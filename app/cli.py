@@ -112,6 +112,7 @@ def ca_init(pkcs11_: bool, key_algorithm: str | None) -> None:
         except StartupError as exc:
             _fail(str(exc))
         click.echo(f"master key in the token: {protector.current_key_id()}")
+        _init_token_hmac(settings, generate_rrn_key=True, strict=False)
     elif not settings.keyring_path.exists():
         LocalKeyRing.create(settings.keyring_path, clock.now())
         click.echo(f"key ring created at {settings.keyring_path}")
@@ -181,20 +182,49 @@ def audit_group() -> None:
     """The hash-chained audit trail."""
 
 
+async def _audit_secrets(settings: Settings) -> Any:
+    """The server secrets, with the token's HMAC keys checked (made in development)."""
+    from app.bootstrap import check_configuration, prepare_token_secrets
+
+    secrets_ = check_configuration(settings)
+    if settings.keys.kind == "pkcs11":
+        await asyncio.to_thread(prepare_token_secrets, settings, secrets_,
+                                create_if_missing=not settings.is_production)
+    return secrets_
+
+
 @audit_group.command("verify")
-def audit_verify() -> None:
-    """Check every row of the chain; exits 1 if a row was edited, removed or reordered."""
-    from app.bootstrap import check_configuration
-    from app.services import audit
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(exists=True, dir_okay=False),
+              help="Also check the chain against this signed checkpoint "
+                   "(from `certcloud audit checkpoint`).")
+def audit_verify(checkpoint_file: str | None) -> None:
+    """Check every row of the chain; exits 1 if a row was edited, removed or reordered, or
+    the chain does not match the checkpoint."""
+    from pathlib import Path
+
+    from app.bootstrap import load_issuing_ca
+    from app.services import audit, audit_checkpoint
     from app.storage.db import Database, make_engine
+
+    given = Path(checkpoint_file).read_bytes() if checkpoint_file is not None else None
 
     async def verify() -> audit.ChainReport:
         settings = _settings()
-        key = check_configuration(settings).audit_key
+        keys = (await _audit_secrets(settings)).audit_key
+        point: tuple[int, str] | None = None
+        if given is not None:
+            ca_ = await asyncio.to_thread(load_issuing_ca, settings)
+            try:
+                point = audit_checkpoint.check_signature(json.loads(given), ca_.certificate)
+            except ValueError as exc:  # CheckpointError, bad JSON or UTF-8
+                raise StartupError(f"checkpoint refused: {exc}") from None
         db_ = Database(make_engine(settings.resolved_database_url))
         try:
             async with db_.transaction(write=False) as conn:
-                return await audit.verify_chain(conn, key)
+                report = await audit.verify_chain(conn, keys)
+                if point is not None:
+                    report.problems.extend(await audit_checkpoint.chain_problems(conn, *point))
+                return report
         finally:
             await db_.dispose()
 
@@ -206,6 +236,42 @@ def audit_verify() -> None:
     sys.exit(0 if report.intact else 1)
 
 
+@audit_group.command("checkpoint")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the checkpoint to this file (keep it somewhere else).")
+def audit_checkpoint_command(out: str | None) -> None:
+    """Sign the chain's head with the CA key and print it as JSON (seq, hash, time, signer
+    fingerprint, signature); refuses a chain that does not verify."""
+    from pathlib import Path
+
+    from app.bootstrap import load_issuing_ca
+    from app.services import audit, audit_checkpoint
+    from app.storage.db import Database, make_engine
+
+    async def make() -> dict[str, Any]:
+        settings = _settings()
+        keys = (await _audit_secrets(settings)).audit_key
+        ca_ = await asyncio.to_thread(load_issuing_ca, settings)
+        db_ = Database(make_engine(settings.resolved_database_url))
+        try:
+            async with db_.transaction(write=False) as conn:
+                report = await audit.verify_chain(conn, keys)
+                seq, head_hash = await audit_checkpoint.head(conn)
+        finally:
+            await db_.dispose()
+        if not report.intact:
+            raise StartupError(f"the chain does not verify ({report.problems[0]}); no "
+                               "checkpoint made")
+        return await asyncio.to_thread(audit_checkpoint.sign_checkpoint, ca_, seq, head_hash,
+                                       SystemClock().now())
+
+    checkpoint = _run(make)
+    text = json.dumps(checkpoint)
+    if out:
+        Path(out).write_text(text + "\n")
+    click.echo(text)
+
+
 @main.group("keys")
 def keys_group() -> None:
     """Server master keys: rotate, rewrap, status, retire."""
@@ -214,7 +280,7 @@ def keys_group() -> None:
 async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     from datetime import timedelta
 
-    from app.bootstrap import check_configuration, load_key_protector
+    from app.bootstrap import load_key_protector
     from app.services.rotation import KeyRotation, ManagedKeyProtector
     from app.storage.db import Database, make_engine
 
@@ -224,7 +290,7 @@ async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     db_ = Database(make_engine(settings.resolved_database_url,
                                timeout_seconds=settings.database_timeout_seconds))
     grace = timedelta(seconds=2 * settings.keys.refresh_seconds)
-    audit_key = check_configuration(settings).audit_key
+    audit_key = (await _audit_secrets(settings)).audit_key
     try:
         return await action(KeyRotation(db_, cast(ManagedKeyProtector, protector),
                                         retire_grace=grace, audit_key=audit_key))
@@ -273,6 +339,38 @@ def keys_rewrap(batch_size: int) -> None:
     for failed in report.failed:
         click.echo(f"did not open: {failed}", err=True)
     sys.exit(1 if report.failed else 0)
+
+
+def _init_token_hmac(settings: Settings, *, generate_rrn_key: bool, strict: bool = True
+                     ) -> None:
+    from app.bootstrap import check_configuration, prepare_token_secrets
+
+    try:
+        made = prepare_token_secrets(settings, check_configuration(settings),
+                                     create_if_missing=True, generate_rrn_key=generate_rrn_key)
+    except StartupError as exc:
+        if strict:
+            _fail(str(exc))
+        click.echo(f"token HMAC keys not made ({exc}); run `certcloud keys init-token-hmac`",
+                   err=True)
+        return
+    for label in made:
+        click.echo(f"HMAC key in the token: {label}")
+
+
+@keys_group.command("init-token-hmac")
+@click.option("--generate-rrn-key", is_flag=True,
+              help="A new installation without CERTCLOUD_RRN_HMAC_KEY: make a new RRN key "
+                   "in the token (persons indexed with another key are not found again).")
+def keys_init_token_hmac(generate_rrn_key: bool) -> None:
+    """With CERTCLOUD_KEYS__KIND=pkcs11: make the audit chain key in the token, and import
+    CERTCLOUD_RRN_HMAC_KEY there (sensitive, non-extractable), if they are not there yet.
+    Afterwards unset CERTCLOUD_RRN_HMAC_KEY: lookups are computed in the token."""
+    settings = _settings()
+    if settings.keys.kind != "pkcs11":
+        _fail("CERTCLOUD_KEYS__KIND is not pkcs11; the HMAC keys stay in the environment")
+    _init_token_hmac(settings, generate_rrn_key=generate_rrn_key)
+    click.echo("token HMAC keys in place")
 
 
 @keys_group.command("status")

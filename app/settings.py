@@ -38,6 +38,10 @@ class KeysSettings(BaseModel):
     # A running service re-reads the key list this often, so it wraps with a rotated key soon.
     refresh_seconds: float = Field(30.0, ge=0, le=3600)
     call_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # HMAC keys in the token (kind=pkcs11): the audit chain's, and the RRN lookup key
+    # (`certcloud keys import-rrn-key` puts the existing CERTCLOUD_RRN_HMAC_KEY there).
+    audit_key_label: str = Field("certcloud-audit-hmac", min_length=1, max_length=48)
+    rrn_key_label: str = Field("certcloud-rrn-hmac", min_length=1, max_length=48)
 
 
 class SensSettings(BaseModel):
@@ -163,6 +167,8 @@ class Settings(BaseSettings):
     code_hmac_key: SecretStr | None = None
     # Comma-separated "kid:secret" pairs; the first signs tokens, all verify (rotation).
     token_signing_keys: SecretStr | None = None
+    audit_hmac_key: SecretStr | None = None  # keys the audit chain (not with keys.kind=pkcs11)
+    pin_pattern_key: SecretStr | None = None  # keys the birth-date patterns a PIN may not hold
 
     argon2: Argon2Settings = Argon2Settings()
     keys: KeysSettings = KeysSettings()

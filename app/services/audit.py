@@ -1,7 +1,11 @@
 """The audit trail: every lifecycle event, appended in the transaction of the change, in one
 hash chain (each row holds the hash of the previous), so an edit, a deletion or a reordering
-is detectable by `certcloud audit verify`. The chain is an HMAC under a server secret: with
-the database alone nobody can rewrite a row and recompute the rest of the chain."""
+is detectable by `certcloud audit verify`. The chain is an HMAC under a key of its own (in the
+token with ``CERTCLOUD_KEYS__KIND=pkcs11``), named in each row's ``key_id``: with the database
+and every other secret nobody can rewrite a row and recompute the rest of the chain. Rows from
+before that key (``key_id`` "legacy", keyed from the code key) must form a prefix that a row
+under the chain's own key seals; signed checkpoints (``audit_checkpoint``) catch even a rewrite
+by a holder of the chain key."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.services.secrets import LEGACY_AUDIT_KEY_ID, AuditKeys, ChainKey
 from app.storage.ops_tables import audit_events, audit_head
 
 GENESIS = "0" * 64
@@ -37,17 +42,38 @@ class AuditEvent:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    key_id: str = LEGACY_AUDIT_KEY_ID
+
+
+def event_message(key_id: str, prev_hash: str, seq: int, occurred_at: datetime,
+                  client_id: str | None, action: str, certificate_id: str | None, result: str,
+                  details: str) -> bytes:
+    """What a row's HMAC covers. Rows under the chain's own key also cover the key id."""
+    fields: list[Any] = [prev_hash, seq, occurred_at.isoformat(), client_id, action,
+                         certificate_id, result, details]
+    if key_id != LEGACY_AUDIT_KEY_ID:
+        fields.insert(0, key_id)
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def event_hash(key: bytes, prev_hash: str, seq: int, occurred_at: datetime, client_id: str | None,
                action: str, certificate_id: str | None, result: str, details: str) -> str:
-    canonical = json.dumps([prev_hash, seq, occurred_at.isoformat(), client_id, action,
-                            certificate_id, result, details], separators=(",", ":"),
-                           ensure_ascii=False)
-    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+    """A legacy row's hash (the chain's format before it had a key of its own)."""
+    message = event_message(LEGACY_AUDIT_KEY_ID, prev_hash, seq, occurred_at, client_id,
+                            action, certificate_id, result, details)
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-async def append(conn: AsyncConnection, key: bytes, *, now: datetime, action: str,
+def _keys(keys: AuditKeys | bytes) -> AuditKeys:
+    if isinstance(keys, bytes):  # a raw key: the legacy chain (tests, old callers)
+        from app.services.secrets import LocalChainKey
+
+        legacy = LocalChainKey(LEGACY_AUDIT_KEY_ID, keys)
+        return AuditKeys(current=legacy, legacy=legacy)
+    return keys
+
+
+async def append(conn: AsyncConnection, keys: AuditKeys | bytes, *, now: datetime, action: str,
                  result: str = "ok", client_id: str | None = None,
                  certificate_id: str | None = None, **details: Any) -> None:
     """Append one event inside the caller's transaction. It locks the chain head until the
@@ -62,12 +88,13 @@ async def append(conn: AsyncConnection, key: bytes, *, now: datetime, action: st
     seq = int(head.seq) + 1
     encoded = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                          default=str)
-    digest = event_hash(key, head.hash, seq, now, client_id, action, certificate_id, result,
-                        encoded)
+    key = _keys(keys).current
+    digest = (await key.macs([event_message(key.key_id, head.hash, seq, now, client_id, action,
+                                            certificate_id, result, encoded)]))[0]
     await conn.execute(insert(audit_events).values(
         seq=seq, occurred_at=now, client_id=client_id, action=action,
         certificate_id=certificate_id, result=result, details=encoded, prev_hash=head.hash,
-        hash=digest))
+        hash=digest, key_id=key.key_id))
     await conn.execute(update(audit_head).where(audit_head.c.id == 1)
                        .values(seq=seq, hash=digest))
     for listener in event_listeners:
@@ -78,8 +105,21 @@ async def page(conn: AsyncConnection, *, after: int, limit: int) -> list[AuditEv
     rows = (await conn.execute(select(audit_events).where(audit_events.c.seq > after)
                                .order_by(audit_events.c.seq).limit(limit))).all()
     return [AuditEvent(row.seq, row.occurred_at, row.client_id, row.action, row.certificate_id,
-                       row.result, json.loads(row.details), row.prev_hash, row.hash)
+                       row.result, json.loads(row.details), row.prev_hash, row.hash, row.key_id)
             for row in rows]
+
+
+async def seal_legacy_rows(conn: AsyncConnection, keys: AuditKeys, now: datetime) -> bool:
+    """If the chain ends with a row under an older key (legacy, or the environment's before
+    the token's), append one under the current key: it seals the rows before, and from then
+    on a chain ending under an older key is a rewrite."""
+    head = (await conn.execute(select(audit_head.c.seq).where(audit_head.c.id == 1))).one()
+    last = (await conn.execute(select(audit_events.c.key_id)
+                               .where(audit_events.c.seq == head.seq))).scalar_one_or_none()
+    if last is None or last == keys.current.key_id:
+        return False
+    await append(conn, keys, now=now, action="audit_chain_sealed", previous=last)
+    return True
 
 
 @dataclass(frozen=True)
@@ -92,23 +132,56 @@ class ChainReport:
         return not self.problems
 
 
-async def verify_chain(conn: AsyncConnection, key: bytes, batch: int = 1000) -> ChainReport:
-    """Walk the chain in order: each row's hash must match its content and its predecessor,
-    sequence numbers must have no gap, and the head must name the last row."""
+async def _recompute(rows: list[Any], keys: AuditKeys) -> list[str | None]:
+    """Each row's expected hash under the key its row names (None: a key not held)."""
+    by_key: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_key.setdefault(row.key_id, []).append(index)
+    out: list[str | None] = [None] * len(rows)
+    for key_id, indexes in by_key.items():
+        key: ChainKey | None = keys.by_id(key_id)
+        if key is None:
+            continue
+        messages = [event_message(key_id, r.prev_hash, r.seq, r.occurred_at, r.client_id,
+                                  r.action, r.certificate_id, r.result, r.details)
+                    for r in (rows[i] for i in indexes)]
+        for index, mac in zip(indexes, await key.macs(messages), strict=True):
+            out[index] = mac
+    return out
+
+
+async def verify_chain(conn: AsyncConnection, keys: AuditKeys | bytes, batch: int = 1000
+                       ) -> ChainReport:
+    """Walk the chain in order: each row's hash must match its content and its predecessor
+    under the key it names, sequence numbers must have no gap, legacy rows must be a prefix
+    sealed by a row under the chain's own key, and the head must name the last row."""
+    keys = _keys(keys)
     problems: list[str] = []
     previous_hash, expected_seq, checked = GENESIS, 1, 0
+    newest_rank, last_key = 0, None
     async for rows in _batches(conn, batch):
-        for row in rows:
+        for row, recomputed in zip(rows, await _recompute(rows, keys), strict=True):
             if row.seq != expected_seq:
                 problems.append(f"row {expected_seq} is missing (found {row.seq} next)")
             if row.prev_hash != previous_hash:
                 problems.append(f"row {row.seq} does not follow its predecessor")
-            recomputed = event_hash(key, row.prev_hash, row.seq, row.occurred_at, row.client_id,
-                                    row.action, row.certificate_id, row.result, row.details)
-            if recomputed != row.hash:
+            if recomputed is None:
+                problems.append(f"row {row.seq} names an audit key not held "
+                                f"({row.key_id!r})")
+            elif not hmac.compare_digest(recomputed, row.hash):
                 problems.append(f"row {row.seq} was edited")
-            previous_hash, expected_seq = row.hash, row.seq + 1
+            rank = keys.rank(row.key_id)
+            if rank < newest_rank:
+                problems.append(f"row {row.seq} is keyed with an older key ({row.key_id!r}) "
+                                "than a row before it: rows were re-chained")
+            newest_rank = max(newest_rank, rank)
+            previous_hash, expected_seq, last_key = row.hash, row.seq + 1, row.key_id
             checked += 1
+    if last_key is not None and keys.rank(last_key) < keys.rank(keys.current.key_id):
+        problems.append(f"the chain ends with rows under an older key ({last_key!r}) that no "
+                        "row under the chain's own key seals: its later rows were removed and "
+                        "the rest re-chained (or the service has not started since the "
+                        "upgrade)")
     head = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).one()
     if head.seq != expected_seq - 1 or head.hash != previous_hash:
         problems.append(f"the chain ends at row {expected_seq - 1} but its head names row "

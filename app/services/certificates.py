@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -99,7 +98,7 @@ class CertificateService:
         digits = parse_rrn(rrn, today=self.clock.now().date()).digits
         async with self.db.transaction(write=False) as conn:
             repo = Repository(conn)
-            person = await repo.person_by_rrn_hmac(self.secrets.rrn_hmac(digits))
+            person = await repo.person_by_rrn_hmac(await self.secrets.rrn_lookup_hmac(digits))
             return [] if person is None else await repo.certificates_of_person(person.id)
 
     # --- issue and reissue ---------------------------------------------------------------
@@ -117,7 +116,7 @@ class CertificateService:
         phone = normalize_phone(person.phone)
         patterns = birth_date_patterns(rrn.birth_date)
         check_pin(pin, is_birth_pattern=patterns.__contains__)
-        rrn_hmac = self.secrets.rrn_hmac(rrn.digits)
+        rrn_hmac = await self.secrets.rrn_lookup_hmac(rrn.digits)
         await self._precheck_verification(verification_id, client_id, phone, Purpose.ISSUE)
 
         new = await self._new_sealed_key(pin)
@@ -127,16 +126,18 @@ class CertificateService:
             existing = await repo.person_by_rrn_hmac(rrn_hmac)
             if existing is None:
                 person_id = str(uuid.uuid4())
-                salt = secrets.token_hex(8)
-                hashed = sorted(self.secrets.birth_pattern_hmac(salt, p) for p in patterns)
                 await repo.add_person(person_id=person_id, rrn_hmac=rrn_hmac, name=person.name,
                                       phone=phone, email=person.email,
-                                      birth_patterns=json.dumps({"salt": salt, "h": hashed}),
+                                      birth_patterns=self.secrets.birth_patterns_record(patterns),
                                       now=now)
             else:
                 person_id = existing.id
                 await repo.update_person_contact(person_id, name=person.name, phone=phone,
                                                  email=person.email, now=now)
+                if not self.secrets.patterns_are_current(existing.birth_patterns):
+                    # The RRN is at hand: re-key legacy patterns (keyed with the RRN key).
+                    await repo.set_birth_patterns(
+                        person_id, self.secrets.birth_patterns_record(patterns), now)
             await self._add_pending(repo, new, person_id=person_id, client_id=client_id,
                                     replaces_id=None, now=now)
         return await self._sign_and_activate(new, person_id=person_id, name=person.name,
@@ -375,12 +376,7 @@ class CertificateService:
                 raise NotFound("no such certificate", code="certificate_not_found")
             person = await repo.get_person(certificate.person_id)
         assert person is not None
-        stored = json.loads(person.birth_patterns)
-        hashed, salt = frozenset(stored["h"]), stored["salt"]
-
-        def is_birth_pattern(digits: str) -> bool:
-            return self.secrets.birth_pattern_hmac(salt, digits) in hashed
-
+        is_birth_pattern = self.secrets.birth_pattern_test(person.birth_patterns)
         return certificate, _Holder(person.id, person.name, person.phone, is_birth_pattern)
 
     async def _precheck_verification(self, verification_id: str, client_id: str, phone: str,

@@ -33,6 +33,7 @@ from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.ports import KeyProtector
 from app.services import audit
 from app.services.custody import key_binding
+from app.services.secrets import AuditKeys
 from app.storage.db import Database
 from app.storage.keyring_file import MasterKeyInfo
 from app.storage.tables import certificates
@@ -145,7 +146,7 @@ class KeyRotation:
     def __init__(self, db: Database, protector: ManagedKeyProtector, *,
                  stores: Sequence[BlobStore] | None = None,
                  retire_grace: timedelta = timedelta(seconds=60),
-                 audit_key: bytes | None = None) -> None:
+                 audit_key: AuditKeys | bytes | None = None) -> None:
         self.db, self.protector = db, protector
         self.audit_key = audit_key
         self.stores = list(stores) if stores is not None else BLOB_STORES

@@ -10,6 +10,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from app.storage.tables import UtcDateTime, metadata
@@ -26,6 +27,8 @@ audit_events = Table(
     Column("details", Text, nullable=False),  # JSON; never a secret or an RRN
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Which key made ``hash``: "legacy" (derived from the code key) or the chain's own key.
+    Column("key_id", String(64), nullable=False, server_default=text("'legacy'")),
 )
 
 # One row: the chain's head. Appenders lock it, so the chain has one order across replicas.

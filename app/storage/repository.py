@@ -162,6 +162,11 @@ class Repository:
         await self.conn.execute(update(persons).where(persons.c.id == person_id).values(
             name=name, phone=phone, email=email, updated_at=now))
 
+    async def set_birth_patterns(self, person_id: str, birth_patterns: str,
+                                 now: datetime) -> None:
+        await self.conn.execute(update(persons).where(persons.c.id == person_id).values(
+            birth_patterns=birth_patterns, updated_at=now))
+
     # --- certificates --------------------------------------------------------------------
 
     async def get_certificate(self, certificate_id: str, *, for_update: bool = False

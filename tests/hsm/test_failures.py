@@ -20,17 +20,24 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.bootstrap import init_ca, load_key_protector, preflight
+from app.bootstrap import (
+    check_configuration,
+    init_ca,
+    load_key_protector,
+    preflight,
+    prepare_token_secrets,
+)
 from app.main import create_app
 from app.services.secrets import StartupError
 from app.storage import migrate
 from app.storage.tables import certificates
 from tests.conftest import FixedClock, make_bank, make_settings, person, truncate_all
+from tests.production_config import production_env as good_production_env
+from tests.production_config import production_fields
 
 pytestmark = pytest.mark.hsm
 
 CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
-STRONG = "y" * 40
 
 
 def production_env(hsm: Any, label: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -40,9 +47,7 @@ def production_env(hsm: Any, label: str, data_dir: Path, **extra: str) -> dict[s
     env.update({
         "CERTCLOUD_ENVIRONMENT": "production", "CERTCLOUD_DATA_DIR": str(data_dir),
         "CERTCLOUD_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'certcloud.db'}",
-        "CERTCLOUD_VERIFIER__KIND": "provider", "CERTCLOUD_RRN_HMAC_KEY": STRONG,
-        "CERTCLOUD_CODE_HMAC_KEY": STRONG + "c", "CERTCLOUD_TOKEN_SIGNING_KEYS": f"k1:{STRONG}",
-        **hsm.env(label), **extra})
+        **good_production_env(), **hsm.env(label), **extra})
     return env
 
 
@@ -128,9 +133,7 @@ async def test_preflight_names_each_problem_in_one_line(softhsm: Any, tmp_path: 
     """What `certcloud serve` runs before it binds a port, in process."""
     label = softhsm.new_token()
     data = tmp_path / "prod"
-    secrets = {"environment": "production", "verifier": {"kind": "provider"},
-               "rrn_hmac_key": STRONG, "code_hmac_key": STRONG + "c",
-               "token_signing_keys": f"k1:{STRONG}"}
+    secrets = production_fields()
 
     def settings(top: dict[str, Any] | None = None, **keys: Any) -> Any:
         return make_settings(data, f"sqlite+aiosqlite:///{data / 'db.sqlite'}",
@@ -139,6 +142,8 @@ async def test_preflight_names_each_problem_in_one_line(softhsm: Any, tmp_path: 
 
     init_ca(settings(), FixedClock(), pkcs11=True)  # as `certcloud ca init --pkcs11` does,
     load_key_protector(settings(top={"environment": "development"}))  # with the first key
+    prepare_token_secrets(settings(), check_configuration(settings()),  # and the HMAC keys
+                          create_if_missing=True)
     await asyncio.to_thread(migrate.upgrade, settings().resolved_database_url)
     await preflight(settings(), FixedClock())  # all well (and the master key made)
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKEND, create_pg_database, drop_pg_database
+from tests.production_config import production_env
 
 CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
 STRONG = "x" * 40
@@ -149,9 +150,7 @@ def test_production_refuses_sandbox_and_placeholders(tmp_path: Path,
 
 def test_production_creates_nothing_implicitly(tmp_path: Path,
                                                fresh_database_url: str) -> None:
-    secrets = {"CERTCLOUD_VERIFIER__KIND": "provider", "CERTCLOUD_RRN_HMAC_KEY": STRONG,
-               "CERTCLOUD_CODE_HMAC_KEY": STRONG + "c",
-               "CERTCLOUD_TOKEN_SIGNING_KEYS": f"k1:{STRONG}"}
+    secrets = {k: v for k, v in production_env().items() if k != "CERTCLOUD_ENVIRONMENT"}
     line = _refusal(tmp_path, fresh_database_url, **secrets)
     assert "ca init" in line
     assert not (tmp_path / "prod" / "ca").exists()
@@ -164,3 +163,20 @@ def test_production_creates_nothing_implicitly(tmp_path: Path,
     assert certcloud("db", "upgrade", env=env).returncode == 0
     again = certcloud("ca", "init", env=env)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_production_refuses_weak_settings_at_start(tmp_path: Path,
+                                                   fresh_database_url: str) -> None:
+    """Issue 11, finding 8, as `certcloud serve` meets it: one line naming every problem."""
+    same = production_env()["CERTCLOUD_RRN_HMAC_KEY"]
+    weak = {**{k: v for k, v in production_env().items() if k != "CERTCLOUD_ENVIRONMENT"},
+            "CERTCLOUD_CODE_HMAC_KEY": same, "CERTCLOUD_TOKEN_SIGNING_KEYS": f"k1:{same}",
+            "CERTCLOUD_ARGON2__TIME_COST": "1", "CERTCLOUD_ARGON2__MEMORY_KIB": "8",
+            "CERTCLOUD_VERIFIER__SENS__SECRET_KEY": "",
+            "CERTCLOUD_VERIFIER__TWILIO__AUTH_TOKEN": ""}
+    line = _refusal(tmp_path, fresh_database_url, **weak)
+    assert "Argon2id t=1, m=8 KiB is below RFC 9106's options" in line
+    assert "CERTCLOUD_CODE_HMAC_KEY has the same value as CERTCLOUD_RRN_HMAC_KEY" in line
+    assert "CERTCLOUD_VERIFIER__SENS__SECRET_KEY, CERTCLOUD_VERIFIER__TWILIO__AUTH_TOKEN" in line
+    assert same not in line
+    assert not (tmp_path / "prod" / "secrets.json").exists()
