@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import inspect, select, text
 
 from app.services import csc
-from app.services.secrets import load_secrets
+from app.services.secrets import LocalChainKey, load_secrets
 from app.storage.idempotency import ReplyKeys
 from app.storage.ops_tables import audit_events, idempotency_keys
 from tests.resilience.conftest import Cluster, close_cluster, open_cluster, report
@@ -127,9 +127,13 @@ class Attacker:
     def of(cls, cluster: Cluster) -> Attacker:
         loaded = load_secrets(settings_for(cluster.data_dir, cluster.database_url))
         named = {"code_hmac_key": loaded.code_hmac_key, "rrn_hmac_key": loaded.rrn_hmac_key}
-        audit_key = getattr(loaded, "audit_key", None)  # derived, or a key of its own
-        if isinstance(audit_key, bytes):
-            named["audit_key"] = audit_key
+        for name in ("audit_hmac_key", "pin_pattern_key"):  # the keys of their own
+            value = getattr(loaded, name)
+            if value:
+                named[name] = value
+        legacy = loaded.audit_key.legacy
+        if isinstance(legacy, LocalChainKey):
+            named["legacy audit key"] = legacy.secret
         stored = json.loads((cluster.data_dir / "secrets.json").read_text())
         for name, value in stored.items():  # whatever else the server keeps there
             if isinstance(value, str):
