@@ -93,6 +93,11 @@ class LimitsSettings(BaseModel):
     wrong_codes_per_phone_per_hour: int = Field(10, ge=1)
     wrong_codes_per_client_per_hour: int = Field(1000, ge=1)
     signatures_per_certificate_per_minute: int = Field(60, ge=1)
+    # POST /oauth2/token, counted before any secret is hashed: every attempt per source
+    # address, and failed ones per client id (so a bank's own successes never count; one
+    # address alone cannot lock a bank out).
+    token_attempts_per_address_per_minute: int = Field(60, ge=1)
+    token_failures_per_client_per_minute: int = Field(300, ge=1)
     # Keep the counters in Redis instead of the database (e.g. redis://cache:6379/0).
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(1.0, gt=0, le=30)
