@@ -20,6 +20,10 @@ class Argon2Settings(BaseModel):
     time_cost: int = Field(3, ge=1, le=20)
     memory_kib: int = Field(65536, ge=8, le=4 * 1024 * 1024)
     parallelism: int = Field(4, ge=1, le=16)
+    # PIN derivations run on a pool of their own: this many threads (0: one per CPU core),
+    # and at most ``max_waiting`` more wait for one; past that a PIN check is 429.
+    workers: int = Field(0, ge=0, le=256)
+    max_waiting: int = Field(64, ge=0, le=100_000)
 
 
 class KeysSettings(BaseModel):
