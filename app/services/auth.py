@@ -136,6 +136,8 @@ class AuthService:
         """
         now = self.clock.now()
         try:
+            # A read first: a flood past the limit then costs no write at all.
+            await self.limiter.check(self.per_address, source, now)
             await self.limiter.hit(self.per_address, source, now)
             if len(client_id) > _MAX_CLIENT_ID:
                 raise OAuthError("invalid_client", "client authentication failed", 401)

@@ -5,9 +5,12 @@ the same one keyed hash as a known one, never Argon2id."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -264,3 +267,21 @@ def test_a_hash_under_another_key_or_scheme_never_verifies() -> None:
     assert hasher.verify(stored, "secret") is Verdict.VALID
     assert hasher.verify(stored, "secreT") is Verdict.INVALID
     assert hasher.verify(None, "secret") is Verdict.INVALID
+
+
+async def test_cli_clients_create_stores_the_keyed_form(service: Service) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    env = {key: None for key in os.environ if key.startswith("CERTCLOUD_")}
+    env.update(CERTCLOUD_DATA_DIR=str(service.settings.data_dir),
+               CERTCLOUD_DATABASE_URL=service.settings.resolved_database_url)
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["clients", "create", "cli-bank"],
+                                     env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output.strip().splitlines()[-1])
+    stored = await _secret_hash(service, created["client_id"])
+    assert stored.startswith(f"hmac-sha256${service.container.auth.hasher.key_id}$")
+    assert (await token(service.http, created["client_id"], created["client_secret"])
+            ).status_code == 200
