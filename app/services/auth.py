@@ -98,6 +98,9 @@ class AuthService:
                                  limits.token_attempts_per_address_per_minute, 60)
         self.failures_per_client = Limit("token_failures_per_client",
                                          limits.token_failures_per_client_per_minute, 60)
+        # Legacy Argon2id hashes (until each is rewritten) are checked one at a time, so
+        # wrong secrets for a client id not yet rewritten keep at most one run going.
+        self._legacy_checks = asyncio.Semaphore(1)
 
     async def create_client(self, name: str, scopes: Sequence[str] | None = None) -> NewClient:
         granted = parse_scopes(scopes) if scopes else [scope.value for scope in BANK_SCOPES]
@@ -149,7 +152,9 @@ class AuthService:
             row = await Repository(conn).get_client(client_id)
         stored = row.secret_hash if row is not None else None
         if stored is not None and self.hasher.is_legacy(stored):
-            verdict = await asyncio.to_thread(self.hasher.verify_legacy, stored, client_secret)
+            async with self._legacy_checks:
+                verdict = await asyncio.to_thread(self.hasher.verify_legacy, stored,
+                                                  client_secret)
         else:
             verdict = self.hasher.verify(stored, client_secret)
         if verdict is Verdict.INVALID or row is None or row.disabled:
