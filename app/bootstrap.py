@@ -28,6 +28,7 @@ from app.services.certificates import CertificateService
 from app.services.csc import CscService
 from app.services.custody import KeyCustody
 from app.services.issuer import Issuer
+from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
@@ -278,9 +279,11 @@ class Container:
     csc: CscService
     status: StatusService
     limiter: RateLimiter
+    custody: KeyCustody
 
     async def close(self) -> None:
         await self.status.close()
+        self.custody.close()
         await self.limiter.store.close()
         await self.http.aclose()
         await self.db.dispose()
@@ -306,7 +309,8 @@ async def build_container(settings: Settings, clock: Clock,
                     settings.ca.user_key_algorithm)
     kdf = KdfParams(settings.argon2.time_cost, settings.argon2.memory_kib,
                     settings.argon2.parallelism)
-    custody = KeyCustody(protector, kdf)
+    custody = KeyCustody(protector, kdf,
+                         KdfPool(settings.argon2.workers, settings.argon2.max_waiting))
     status = StatusService(db, ca, protector, settings.status,
                            distribution_point=issuer.profile.crl_url, clock=clock)
     certificates = CertificateService(db, issuer, custody, secrets_, clock, revocations=status)
@@ -319,14 +323,16 @@ async def build_container(settings: Settings, clock: Clock,
     except BaseException:
         await limiter.store.close()
         await status.close()
+        custody.close()
         await http.aclose()
         await db.dispose()
         raise
     return Container(
         settings=settings, clock=clock, db=db, http=http, verifier=verifier,
         protector=protector, issuer=issuer,
-        auth=AuthService(db, secrets_, settings.oauth, clock),
+        auth=AuthService(db, secrets_, settings.oauth, clock, limiter, settings.limits),
         verifications=VerificationService(db, verifier, secrets_, clock, limiter,
                                           settings.limits),
         certificates=certificates, signing=signing,
-        csc=CscService(db, certificates, signing, clock), status=status, limiter=limiter)
+        csc=CscService(db, certificates, signing, clock), status=status, limiter=limiter,
+        custody=custody)

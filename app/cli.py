@@ -129,13 +129,16 @@ def clients() -> None:
 async def _with_auth(action: Callable[[Any], Awaitable[T]]) -> T:
     from app.bootstrap import check_configuration
     from app.services.auth import AuthService
+    from app.services.limits import RateLimiter
     from app.storage.db import Database, make_engine
+    from app.storage.rate_counters import DatabaseCounters
 
     settings = _settings()
     secrets_ = check_configuration(settings)
     db_ = Database(make_engine(settings.resolved_database_url))
     try:
-        return await action(AuthService(db_, secrets_, settings.oauth, SystemClock()))
+        return await action(AuthService(db_, secrets_, settings.oauth, SystemClock(),
+                                        RateLimiter(DatabaseCounters(db_)), settings.limits))
     finally:
         await db_.dispose()
 

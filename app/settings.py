@@ -20,6 +20,10 @@ class Argon2Settings(BaseModel):
     time_cost: int = Field(3, ge=1, le=20)
     memory_kib: int = Field(65536, ge=8, le=4 * 1024 * 1024)
     parallelism: int = Field(4, ge=1, le=16)
+    # PIN derivations run on a pool of their own: this many threads (0: one per CPU core),
+    # and at most ``max_waiting`` more wait for one; past that a PIN check is 429.
+    workers: int = Field(0, ge=0, le=256)
+    max_waiting: int = Field(64, ge=0, le=100_000)
 
 
 class KeysSettings(BaseModel):
@@ -97,6 +101,11 @@ class LimitsSettings(BaseModel):
     wrong_codes_per_phone_per_hour: int = Field(10, ge=1)
     wrong_codes_per_client_per_hour: int = Field(1000, ge=1)
     signatures_per_certificate_per_minute: int = Field(60, ge=1)
+    # POST /oauth2/token, counted before any secret is hashed: every attempt per source
+    # address, and failed ones per client id (so a bank's own successes never count; one
+    # address alone cannot lock a bank out).
+    token_attempts_per_address_per_minute: int = Field(60, ge=1)
+    token_failures_per_client_per_minute: int = Field(300, ge=1)
     # Keep the counters in Redis instead of the database (e.g. redis://cache:6379/0).
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(1.0, gt=0, le=30)

@@ -23,6 +23,8 @@ def _oauth_error(exc: OAuthError) -> JSONResponse:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="certcloud"'
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse({"error": exc.error, "error_description": exc.description},
                         status_code=exc.status, headers=headers)
 
@@ -56,6 +58,9 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     responses={400: {"description": "RFC 6749 error",
                      "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
                401: {"description": "invalid_client",
+                     "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
+               429: {"description": "rate_limited: too many attempts from this address or "
+                                    "failures of this client id; see Retry-After",
                      "content": {"application/json": {"schema": _ERROR_SCHEMA}}}},
 )
 async def issue_token(request: Request, container: ContainerDep) -> JSONResponse:
@@ -79,7 +84,10 @@ async def issue_token(request: Request, container: ContainerDep) -> JSONResponse
         client_id, secret = basic or in_body
         if not client_id or not secret:
             raise OAuthError("invalid_client", "client authentication is required", 401)
-        token = await container.auth.issue_token(client_id, secret, fields.get("scope"))
+        # The peer's address (uvicorn takes X-Forwarded-For only from --forwarded-allow-ips).
+        source = request.client.host if request.client else "unknown"
+        token = await container.auth.issue_token(client_id, secret, fields.get("scope"),
+                                                 source=source)
     except OAuthError as exc:
         return _oauth_error(exc)
     reply = TokenReply(access_token=token.access_token, expires_in=token.expires_in,

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from jose import JWTError, jwt
 
-from app.domain.errors import InvalidInput, NotFound, Unauthenticated
+from app.domain.errors import DomainError, InvalidInput, NotFound, RateLimited, Unauthenticated
 from app.domain.ports import Clock
 from app.services import audit
+from app.services.client_secrets import ClientSecretHasher, Verdict, derive_key
+from app.services.limits import Limit, RateLimiter
 from app.services.secrets import ServerSecrets
-from app.settings import OAuthSettings
+from app.settings import LimitsSettings, OAuthSettings
 from app.storage.db import Database
 from app.storage.repository import Repository
 
@@ -33,17 +34,20 @@ class Scope(enum.StrEnum):
 
 BANK_SCOPES = (Scope.ISSUE, Scope.READ, Scope.REVOKE, Scope.SIGN)
 _ALGORITHM = "HS256"
-# Verified in place of a real hash when the client is unknown, so both paths cost the same.
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_MAX_CLIENT_ID = 64  # clients.id; a longer one cannot exist
+# NumericDate claims (RFC 7519 §2) are integers here, up to 9999-12-31T23:59:59Z.
+_MAX_NUMERIC_DATE = 253402300799
+log = logging.getLogger(__name__)
 
 
 class OAuthError(Exception):
     """An RFC 6749 §5.2 error; the token endpoint keeps its own error shape."""
 
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(self, error: str, description: str, status: int = 400, *,
+                 retry_after: int | None = None) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -74,17 +78,35 @@ def parse_scopes(scopes: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(scopes))
 
 
+def _numeric_date(claims: dict[str, Any], name: str) -> int:
+    """:raises JWTError: the claim is missing or not a plain integer in range (a float such
+    as Infinity or NaN, a string, a boolean)."""
+    value = claims.get(name)
+    if type(value) is not int or not 0 <= value <= _MAX_NUMERIC_DATE:
+        raise JWTError(f"bad {name}")
+    return value
+
+
 class AuthService:
     def __init__(self, db: Database, secrets_: ServerSecrets, settings: OAuthSettings,
-                 clock: Clock) -> None:
+                 clock: Clock, limiter: RateLimiter, limits: LimitsSettings) -> None:
         self.db, self.secrets, self.settings, self.clock = db, secrets_, settings, clock
         self._keys = {key.kid: key.secret for key in secrets_.token_keys}
+        self.hasher = ClientSecretHasher(derive_key(secrets_.code_hmac_key))
+        self.limiter = limiter
+        self.per_address = Limit("token_attempts_per_address",
+                                 limits.token_attempts_per_address_per_minute, 60)
+        self.failures_per_client = Limit("token_failures_per_client",
+                                         limits.token_failures_per_client_per_minute, 60)
+        # Legacy Argon2id hashes (until each is rewritten) are checked one at a time, so
+        # wrong secrets for a client id not yet rewritten keep at most one run going.
+        self._legacy_checks = asyncio.Semaphore(1)
 
     async def create_client(self, name: str, scopes: Sequence[str] | None = None) -> NewClient:
         granted = parse_scopes(scopes) if scopes else [scope.value for scope in BANK_SCOPES]
         client_id = f"cc_{uuid.uuid4().hex[:20]}"
         secret = secrets.token_urlsafe(32)
-        secret_hash = await asyncio.to_thread(_hasher.hash, secret)
+        secret_hash = self.hasher.hash(secret)
         async with self.db.transaction() as conn:
             now = self.clock.now()
             await Repository(conn).add_client(client_id=client_id, name=name,
@@ -109,31 +131,65 @@ class AuthService:
                                client_id=client_id)
 
     async def issue_token(self, client_id: str, client_secret: str,
-                          requested_scope: str | None) -> IssuedToken:
+                          requested_scope: str | None, *, source: str) -> IssuedToken:
+        """Client credentials from ``source`` (the caller's address).
+
+        :raises OAuthError: 401 ``invalid_client``, 400 ``invalid_scope``, or 429 past a
+            limit, which is counted before any secret is hashed.
+        """
+        now = self.clock.now()
+        try:
+            # A read first: a flood past the limit then costs no write at all.
+            await self.limiter.check(self.per_address, source, now)
+            await self.limiter.hit(self.per_address, source, now)
+            if len(client_id) > _MAX_CLIENT_ID:
+                raise OAuthError("invalid_client", "client authentication failed", 401)
+            await self.limiter.check(self.failures_per_client, client_id, now)
+        except RateLimited as exc:
+            raise OAuthError("rate_limited", exc.detail, 429,
+                             retry_after=int(exc.extra.get("retry_after", 1))) from None
         async with self.db.transaction(write=False) as conn:
             row = await Repository(conn).get_client(client_id)
-        stored_hash = row.secret_hash if row is not None else _DUMMY_HASH
-        try:
-            await asyncio.to_thread(_hasher.verify, stored_hash, client_secret)
-            valid = row is not None and not row.disabled
-        except (VerificationError, InvalidHashError):
-            valid = False
-        if not valid or row is None:
+        stored = row.secret_hash if row is not None else None
+        if stored is not None and self.hasher.is_legacy(stored):
+            async with self._legacy_checks:
+                verdict = await asyncio.to_thread(self.hasher.verify_legacy, stored,
+                                                  client_secret)
+        else:
+            verdict = self.hasher.verify(stored, client_secret)
+        if verdict is Verdict.INVALID or row is None or row.disabled:
+            await self.limiter.hit(self.failures_per_client, client_id, now)
             raise OAuthError("invalid_client", "client authentication failed", 401)
+        if verdict is Verdict.VALID_LEGACY:
+            await self._rehash(row.id, stored or "", client_secret)
         granted = set(row.scopes.split())
         if requested_scope:
             requested = set(requested_scope.split())
             if not requested <= granted:
                 raise OAuthError("invalid_scope", "the requested scope exceeds the client's")
             granted = requested
-        now = int(self.clock.now().timestamp())
+        issued_at = int(now.timestamp())
         kid, key = self.secrets.token_keys[0].kid, self.secrets.token_keys[0].secret
         scope = " ".join(sorted(granted))
         claims = {"iss": self.settings.issuer, "aud": self.settings.audience, "sub": client_id,
-                  "scope": scope, "iat": now, "nbf": now,
-                  "exp": now + self.settings.token_ttl_seconds, "jti": uuid.uuid4().hex}
+                  "scope": scope, "iat": issued_at, "nbf": issued_at,
+                  "exp": issued_at + self.settings.token_ttl_seconds, "jti": uuid.uuid4().hex}
         token = jwt.encode(claims, key.decode(), algorithm=_ALGORITHM, headers={"kid": kid})
         return IssuedToken(token, self.settings.token_ttl_seconds, scope)
+
+    async def _rehash(self, client_id: str, legacy_hash: str, client_secret: str) -> None:
+        """A right secret under a legacy Argon2id hash: store the keyed hash instead. Best
+        effort: if the write fails, the next success tries again."""
+        try:
+            async with self.db.transaction() as conn:
+                await Repository(conn).replace_client_secret_hash(
+                    client_id, legacy_hash, self.hasher.hash(client_secret))
+        except DomainError as exc:
+            log.warning("client secret hash not rewritten",
+                        extra={"client_id": client_id, "problem_code": exc.code})
+            return
+        log.info("client secret hash rewritten to the keyed form",
+                 extra={"client_id": client_id})
 
     async def authenticate(self, token: str) -> Principal:
         """:raises Unauthenticated: a token that is malformed, forged, expired, or whose client
@@ -149,7 +205,8 @@ class AuthService:
                                          "verify_iat": False})
             # Time is checked against the service clock, not the library's.
             now = self.clock.now().timestamp()
-            if not int(claims["nbf"]) <= now < int(claims["exp"]):
+            _numeric_date(claims, "iat")
+            if not _numeric_date(claims, "nbf") <= now < _numeric_date(claims, "exp"):
                 raise JWTError("expired")
         except (JWTError, KeyError, ValueError, TypeError):
             raise Unauthenticated("the access token is missing, invalid or expired",

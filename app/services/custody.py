@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from app.domain.errors import DependencyUnavailable
 from app.domain.ports import KeyProtector
 from app.pki.keys import (
@@ -14,6 +12,7 @@ from app.pki.keys import (
     private_key_to_der,
     seal_with_pin,
 )
+from app.services.kdf_pool import KdfPool
 
 
 def key_binding(certificate_id: str) -> bytes:
@@ -22,20 +21,29 @@ def key_binding(certificate_id: str) -> bytes:
 
 
 class KeyCustody:
-    def __init__(self, protector: KeyProtector, kdf: KdfParams) -> None:
+    """Owns the PIN KDF's thread pool (:class:`KdfPool`); :meth:`close` stops it."""
+
+    def __init__(self, protector: KeyProtector, kdf: KdfParams,
+                 pool: KdfPool | None = None) -> None:
         self.protector = protector
         self.kdf = kdf
+        self.pool = pool or KdfPool()
 
     async def seal(self, key: UserPrivateKey, pin: str, certificate_id: str) -> tuple[str, bytes]:
-        """Returns (master key id, blob). The Argon2id derivation runs off the event loop."""
+        """Returns (master key id, blob). The Argon2id derivation runs on the KDF pool.
+
+        :raises RateLimited: ``pin_kdf_busy``, too many derivations waiting.
+        """
         binding = key_binding(certificate_id)
-        inner = await asyncio.to_thread(seal_with_pin, private_key_to_der(key), pin, self.kdf,
-                                        binding)
+        inner = await self.pool.run(seal_with_pin, private_key_to_der(key), pin, self.kdf,
+                                    binding)
         return await self.protector.wrap(inner, binding)
 
     async def open(self, certificate_id: str, master_key_id: str, blob: bytes,
                    pin: str) -> UserPrivateKey:
-        """:raises app.pki.keys.WrongPin: the PIN does not open the inner layer."""
+        """:raises app.pki.keys.WrongPin: the PIN does not open the inner layer.
+        :raises RateLimited: ``pin_kdf_busy``, too many derivations waiting (nothing tried).
+        """
         binding = key_binding(certificate_id)
         try:
             inner = await self.protector.unwrap(master_key_id, blob, binding)
@@ -43,5 +51,8 @@ class KeyCustody:
             # The outer layer failed: a wrong or retired master key, not the holder's fault.
             raise DependencyUnavailable("the key store cannot open this key",
                                         code="key_store_error") from None
-        der = await asyncio.to_thread(open_with_pin, inner, pin, binding)
+        der = await self.pool.run(open_with_pin, inner, pin, binding)
         return private_key_from_der(der)
+
+    def close(self) -> None:
+        self.pool.close()

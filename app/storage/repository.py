@@ -81,6 +81,13 @@ class Repository:
             update(clients).where(clients.c.id == client_id).values(disabled=disabled))
         return result.rowcount == 1
 
+    async def replace_client_secret_hash(self, client_id: str, old: str, new: str) -> bool:
+        """Compare-and-set, so a concurrent rewrite (or a new secret) is never overwritten."""
+        result = await self.conn.execute(
+            update(clients).where(clients.c.id == client_id, clients.c.secret_hash == old)
+            .values(secret_hash=new))
+        return result.rowcount == 1
+
     # --- verifications -------------------------------------------------------------------
 
     async def add_verification(self, v: Verification, code_hash: str) -> None:

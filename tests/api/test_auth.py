@@ -308,3 +308,29 @@ async def test_bearer_scheme_is_case_insensitive(service: Service, bank: Bank) -
         reply = await service.http.get(f"/v1/certificates/{ANY_ID}",
                                        headers={"Authorization": f"{scheme} {bank.token}"})
         _problem(reply, 404, "certificate_not_found")
+
+
+async def test_time_claims_that_are_not_integers_are_refused(service: Service,
+                                                             bank: Bank) -> None:
+    """Issue 11, finding 18: ``nbf`` of Infinity was a 500. Each time claim must be a
+    plain integer in range: never a float, a string, a boolean or missing."""
+    now = int(service.clock.now().timestamp())
+    bad_values: list[Any] = [float("inf"), float("-inf"), float("nan"), 1e400, 10**30,
+                             -(10**30), -1, float(now), str(now), True, None, {"n": now}]
+    for claim in ("nbf", "exp", "iat"):
+        for value in bad_values:
+            token = _signed(service, _claims(service, bank.client_id, **{claim: value}))
+            reply = await service.http.get(f"/v1/certificates/{ANY_ID}",
+                                           headers={"Authorization": f"Bearer {token}"})
+            body = _problem(reply, 401, "token_invalid")
+            assert reply.headers["www-authenticate"] == "Bearer", (claim, value)
+            assert "traceback" not in json.dumps(body).lower()
+        missing = _signed(service, {k: v for k, v in _claims(service, bank.client_id).items()
+                                    if k != claim})
+        _problem(await service.http.get(f"/v1/certificates/{ANY_ID}",
+                                        headers={"Authorization": f"Bearer {missing}"}),
+                 401, "token_invalid")
+    fine = _signed(service, _claims(service, bank.client_id))
+    _problem(await service.http.get(f"/v1/certificates/{ANY_ID}",
+                                    headers={"Authorization": f"Bearer {fine}"}),
+             404, "certificate_not_found")

@@ -126,9 +126,14 @@ async def test_the_service_counts_in_redis_not_the_database(settings: Settings,
 
 async def test_the_service_answers_503_while_redis_is_gone(settings: Settings,
                                                            clock: FixedClock) -> None:
+    async with _service(settings, clock) as healthy:  # the token endpoint is limited too
+        bank = await make_bank(healthy.http, healthy.container)
     async with _service(settings, clock, redis_url=f"redis://127.0.0.1:{free_port()}/0",
                         redis_timeout_seconds=0.5) as service:
-        bank = await make_bank(service.http, service.container)
+        bank.http = service.http
+        token = await service.http.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                                        auth=(bank.client_id, bank.client_secret))
+        assert token.status_code == 503 and token.json()["code"] == "rate_limiter_unavailable"
         reply = await bank.post("/v1/verifications",
                                 {"phone": person(82)["phone"], "channel": "sms"})
         assert reply.status_code == 503

@@ -29,11 +29,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.clock import SystemClock
 from app.pki.ca import create_ca, save_ca
 from app.services.auth import AuthService
+from app.services.limits import RateLimiter
 from app.services.secrets import load_secrets
 from app.settings import Settings
 from app.storage import migrate
 from app.storage.db import Database, make_engine
 from app.storage.keyring import LocalKeyRing
+from app.storage.rate_counters import DatabaseCounters
 from app.storage.tables import certificates
 
 CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
@@ -71,6 +73,7 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         "CERTCLOUD_LIMITS__VERIFICATIONS_PER_PHONE_PER_10_MINUTES": "1000",
         "CERTCLOUD_LIMITS__VERIFICATIONS_PER_CLIENT_PER_MINUTE": "5000",
         "CERTCLOUD_LIMITS__SIGNATURES_PER_CERTIFICATE_PER_MINUTE": "1000",
+        "CERTCLOUD_LIMITS__TOKEN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "100000",
         "CERTCLOUD_LOG_LEVEL": "INFO",
     })
     env.update(extra)
@@ -190,8 +193,9 @@ async def create_client(data_dir: Path, database_url: str, name: str,
     settings = settings_for(data_dir, database_url)
     db = Database(make_engine(database_url))
     try:
-        created = await AuthService(db, load_secrets(settings), settings.oauth,
-                                    SystemClock()).create_client(name, scopes)
+        auth = AuthService(db, load_secrets(settings), settings.oauth, SystemClock(),
+                           RateLimiter(DatabaseCounters(db)), settings.limits)
+        created = await auth.create_client(name, scopes)
     finally:
         await db.dispose()
     return created.client_id, created.client_secret
