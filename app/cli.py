@@ -73,9 +73,10 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Apply the Alembic migrations (default: to head)."""
     from app.storage import migrate
+    from app.storage.files import private_directory
 
     settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     migrate.upgrade(settings.resolved_database_url, revision)
     click.echo(f"database at {revision}")
 

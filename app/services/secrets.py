@@ -96,7 +96,6 @@ def load_secrets(settings: Settings) -> ServerSecrets:
 def _development_secrets(path: Path) -> dict[str, str]:
     if path.exists():
         return dict(json.loads(path.read_text()))
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def token() -> str:
         return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
