@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -164,3 +166,73 @@ def test_production_creates_nothing_implicitly(tmp_path: Path,
     assert certcloud("db", "upgrade", env=env).returncode == 0
     again = certcloud("ca", "init", env=env)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+# --- development listens on loopback only (the Dockerfile defaults to production) -----------
+
+NOT_A_REDIS_URL = {"CERTCLOUD_LIMITS__REDIS_URL": "http://not-redis"}
+
+
+def _serve_exits(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`certcloud serve` expected to stop before it binds (a refusal), in development."""
+    env = env_for(tmp_path / "dev", f"sqlite+aiosqlite:///{tmp_path / 'dev.db'}", **extra)
+    result = subprocess.run([CERTCLOUD, "serve", "--port", str(free_port()), *args], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "certcloud.example"])
+def test_development_refuses_a_non_loopback_host(tmp_path: Path, host: str) -> None:
+    result = _serve_exits(tmp_path, "--host", host)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "loopback" in lines[0] and "--allow-remote-development" in lines[0]
+    assert "CERTCLOUD_ENVIRONMENT=production" in lines[0]
+    assert not (tmp_path / "dev").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "localhost", "::1"])
+def test_development_on_loopback_needs_no_flag(tmp_path: Path, host: str) -> None:
+    # A bad setting stops it right after the host check, so no port is ever bound.
+    result = _serve_exits(tmp_path, "--host", host, **NOT_A_REDIS_URL)
+    assert "Redis" in result.stderr and "loopback" not in result.stderr
+
+
+def test_the_flag_lets_development_listen_remotely_with_a_warning(tmp_path: Path) -> None:
+    result = _serve_exits(tmp_path, "--host", "0.0.0.0", "--allow-remote-development",
+                          **NOT_A_REDIS_URL)
+    assert "warning: development mode on 0.0.0.0" in result.stderr
+    assert "Redis" in result.stderr  # it went on to the next start-up check
+
+
+def _dockerfile() -> tuple[dict[str, str], list[str]]:
+    """The final stage's ENV values and CMD of the Dockerfile (no Docker engine is needed)."""
+    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    instructions = re.sub(r"\\\n", " ", text).splitlines()
+    env: dict[str, str] = {}
+    command: list[str] = []
+    for line in instructions:
+        keyword, _, rest = line.strip().partition(" ")
+        if keyword.upper() == "FROM":
+            env, command = {}, []
+        elif keyword.upper() == "ENV":
+            env.update(token.split("=", 1) for token in shlex.split(rest) if "=" in token)
+        elif keyword.upper() == "CMD":
+            command = json.loads(rest)
+    return env, command
+
+
+def test_the_image_defaults_to_production(tmp_path: Path, fresh_database_url: str) -> None:
+    env, command = _dockerfile()
+    assert env.get("CERTCLOUD_ENVIRONMENT") == "production", env
+    assert command and "--allow-remote-development" not in " ".join(command)
+    # Its command, run here with the image's environment (and a scratch data directory),
+    # migrates and then refuses development's sandbox verifier: production it is.
+    run_env = {**env_for(tmp_path / "image", fresh_database_url), **env,
+               "CERTCLOUD_DATA_DIR": str(tmp_path / "image"),
+               "CERTCLOUD_DATABASE_URL": fresh_database_url,
+               "PATH": f"{Path(CERTCLOUD).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "sandbox phone verifier is refused in production" in result.stderr
