@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -236,3 +237,75 @@ def test_the_image_defaults_to_production(tmp_path: Path, fresh_database_url: st
     result = subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert "sandbox phone verifier is refused in production" in result.stderr
+
+
+def _production_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """Everything production asks for: distinct random secrets, a provider verifier (its
+    endpoints are never called here), Argon2id at its default cost."""
+    never_called = "http://127.0.0.1:9"
+    return env_for(
+        tmp_path / "prod", database_url, CERTCLOUD_ENVIRONMENT="production",
+        CERTCLOUD_RRN_HMAC_KEY=secrets.token_hex(32), CERTCLOUD_CODE_HMAC_KEY=secrets.token_hex(32),
+        CERTCLOUD_TOKEN_SIGNING_KEYS=f"k1:{secrets.token_hex(32)}",
+        CERTCLOUD_VERIFIER__KIND="provider",
+        CERTCLOUD_VERIFIER__SENS__SERVICE_ID="ncp:sms:kr:1:test",
+        CERTCLOUD_VERIFIER__SENS__ACCESS_KEY=secrets.token_hex(10),
+        CERTCLOUD_VERIFIER__SENS__SECRET_KEY=secrets.token_hex(20),
+        CERTCLOUD_VERIFIER__SENS__SENDER="0212345678",
+        CERTCLOUD_VERIFIER__SENS__BASE_URL=never_called,
+        CERTCLOUD_VERIFIER__TWILIO__ACCOUNT_SID="AC" + secrets.token_hex(16),
+        CERTCLOUD_VERIFIER__TWILIO__AUTH_TOKEN=secrets.token_hex(16),
+        CERTCLOUD_VERIFIER__TWILIO__CALLER_ID="+15005550006",
+        CERTCLOUD_VERIFIER__TWILIO__BASE_URL=never_called,
+        CERTCLOUD_ARGON2__TIME_COST="3", CERTCLOUD_ARGON2__MEMORY_KIB="65536",
+        CERTCLOUD_ARGON2__PARALLELISM="4")
+
+
+def _token(http: httpx.Client, client: dict[str, str]) -> str:
+    reply = http.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                      auth=(client["client_id"], client["client_secret"]))
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["access_token"])
+
+
+def test_production_hides_docs_and_guards_metrics(tmp_path: Path,
+                                                  fresh_database_url: str) -> None:
+    env = _production_env(tmp_path, fresh_database_url)
+    for step in (("ca", "init"), ("db", "upgrade")):
+        done = certcloud(*step, env=env)
+        assert done.returncode == 0, done.stderr
+    port = free_port()
+    server = subprocess.Popen([CERTCLOUD, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        bank = json.loads(certcloud("clients", "create", "bank", env=env).stdout)
+        created = certcloud("clients", "create", "prometheus", "--scope", "metrics:read",
+                            env=env)
+        assert created.returncode == 0, created.stderr
+        scraper = json.loads(created.stdout)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            replies = [http.get(path) for path in ("/docs", "/redoc", "/openapi.json",
+                                                   "/docs/assets/swagger-ui-bundle.js")]
+            assert [reply.status_code for reply in replies] == [404] * 4
+            anonymous = http.get("/metrics")
+            assert anonymous.status_code == 401 and "certcloud_" not in anonymous.text
+            assert anonymous.json()["code"] == "token_missing"
+            as_bank = http.get("/metrics",
+                               headers={"Authorization": f"Bearer {_token(http, bank)}"})
+            assert as_bank.status_code == 403 and as_bank.json()["code"] == "scope_missing"
+            scraped = http.get("/metrics",
+                               headers={"Authorization": f"Bearer {_token(http, scraper)}"})
+            assert scraped.status_code == 200 and "certcloud_http_requests_total" in scraped.text
+            for reply in [*replies, anonymous, as_bank, scraped, http.get("/readyz")]:
+                assert "server" not in reply.headers, reply.headers  # no banner
+                assert reply.headers["x-content-type-options"] == "nosniff"
+                assert reply.headers["referrer-policy"] == "no-referrer"
+                assert reply.headers["cache-control"] == "no-store"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
