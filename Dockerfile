@@ -1,7 +1,11 @@
 # Certcloud: migrations first, then the API (uvicorn with uvloop + httptools).
 FROM python:3.11-slim
 
+# Production by default: it refuses the sandbox verifier and generated secrets, and serves no
+# /sandbox. Development in a container needs CERTCLOUD_ENVIRONMENT=development and
+# `certcloud serve --allow-remote-development` (it shows every SMS code).
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    CERTCLOUD_ENVIRONMENT=production \
     CERTCLOUD_DATA_DIR=/var/lib/certcloud
 RUN apt-get update && apt-get install -y --no-install-recommends softhsm2 \
     && rm -rf /var/lib/apt/lists/* \

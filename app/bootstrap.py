@@ -37,6 +37,7 @@ from app.services.verifications import VerificationService
 from app.settings import LimitsSettings, Settings
 from app.storage import migrate
 from app.storage.db import Database, make_engine, translate_errors
+from app.storage.files import PRIVATE_DIRECTORY, private_directory, tighten
 from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
 from app.storage.rate_counters import DatabaseCounters
@@ -153,6 +154,7 @@ def init_ca(settings: Settings, clock: Clock, *, pkcs11: bool = False) -> None:
     ``pkcs11`` (or ``CERTCLOUD_CA__KEY_STORE=pkcs11``) the key is generated inside the token."""
     if ca_exists(settings.ca_dir):
         raise StartupError(f"a CA already exists in {settings.ca_dir}")
+    private_directory(settings.data_dir)
     if pkcs11 or settings.ca.key_store == "pkcs11":
         from app.storage.pkcs11 import TokenError, init_token_ca
 
@@ -169,7 +171,7 @@ def init_ca(settings: Settings, clock: Clock, *, pkcs11: bool = False) -> None:
 
 def bootstrap_development(settings: Settings, clock: Clock) -> None:
     """First start in development: schema, CA and key ring, each only if missing."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     migrate.upgrade(settings.resolved_database_url)
     if settings.keys.kind == "local" and not settings.keyring_path.exists():
         try:
@@ -244,6 +246,8 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
     secrets_ = check_configuration(settings)
     if not settings.is_production:
         await asyncio.to_thread(bootstrap_development, settings, clock)
+    elif settings.data_dir.is_dir():  # production creates nothing, but closes what is there
+        tighten(settings.data_dir, PRIVATE_DIRECTORY)
     if not ca_exists(settings.ca_dir):
         raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
     await asyncio.to_thread(load_key_protector, settings, clock)

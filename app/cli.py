@@ -43,24 +43,46 @@ def main() -> None:
     """Certcloud: a certificate cloud (issue, hold, sign, revoke; OCSP, CRL, status)."""
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int)
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--allow-remote-development", is_flag=True,
+              help="Let development mode (the sandbox verifier, /sandbox/messages with every "
+                   "code, generated secrets) listen on a non-loopback --host.")
+def serve(host: str, port: int, workers: int, allow_remote_development: bool) -> None:
     """Serve the API with uvicorn (uvloop + httptools)."""
     import uvicorn
 
     from app.bootstrap import preflight
 
     settings = _settings()
+    if not settings.is_production and not _is_loopback(host):
+        if not allow_remote_development:
+            _fail(f"cannot start: development mode shows every SMS code at /sandbox/messages, "
+                  f"so it listens on loopback only, not {host}; set "
+                  f"CERTCLOUD_ENVIRONMENT=production, or pass --allow-remote-development")
+        click.echo(f"certcloud: warning: development mode on {host}: anyone who reaches it "
+                   "reads every SMS code at /sandbox/messages", err=True)
     try:
         # Once, before any worker starts: workers then find everything in place.
         asyncio.run(preflight(settings, SystemClock()))
     except StartupError as exc:
         _fail(f"cannot start: {exc}")
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_config=None, access_log=False)
+                loop="uvloop", http="httptools", log_config=None, access_log=False,
+                server_header=False)  # no banner naming the server software
 
 
 @main.group()
@@ -73,9 +95,10 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Apply the Alembic migrations (default: to head)."""
     from app.storage import migrate
+    from app.storage.files import private_directory
 
     settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     migrate.upgrade(settings.resolved_database_url, revision)
     click.echo(f"database at {revision}")
 

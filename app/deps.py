@@ -18,6 +18,7 @@ SCOPE_DESCRIPTIONS = {
     Scope.REVOKE.value: "Revoke certificates",
     Scope.SIGN.value: "Sign with a certificate's key, change its PIN, CSC API",
     Scope.AUDIT.value: "Read the audit trail (operators only)",
+    Scope.METRICS.value: "Read /metrics (operators' scrapers; needed in production only)",
 }
 
 oauth2_scheme = OAuth2(
@@ -50,8 +51,21 @@ async def current_principal(
     return principal
 
 
+async def metrics_reader(
+    security_scopes: SecurityScopes, container: ContainerDep,
+    authorization: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal | None:
+    """Production: a token with ``metrics:read`` (metrics name routes, clients' activity and
+    outages). Development: open, so a local Prometheus needs no client."""
+    if not container.settings.is_production:
+        return None
+    return await current_principal(security_scopes, container, authorization)
+
+
 IssueClient = Annotated[Principal, Security(current_principal, scopes=[Scope.ISSUE.value])]
 ReadClient = Annotated[Principal, Security(current_principal, scopes=[Scope.READ.value])]
 RevokeClient = Annotated[Principal, Security(current_principal, scopes=[Scope.REVOKE.value])]
 SignClient = Annotated[Principal, Security(current_principal, scopes=[Scope.SIGN.value])]
 AuditClient = Annotated[Principal, Security(current_principal, scopes=[Scope.AUDIT.value])]
+MetricsReader = Annotated[Principal | None,
+                          Security(metrics_reader, scopes=[Scope.METRICS.value])]

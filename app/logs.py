@@ -12,8 +12,9 @@ from app.observability import RequestIdFilter
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _SECRET_KEYS = re.compile(r"pin|code|rrn|secret|password|token|key", re.IGNORECASE)
+# Keys the pattern above would catch that name no secret (a problem code is a stable word).
 _SAFE_KEYS = frozenset({"verification_id", "certificate_id", "client_id", "code_name",
-                        "master_key_id", "status_code"})
+                        "master_key_id", "status_code", "problem_code"})
 
 
 class JsonFormatter(logging.Formatter):

@@ -18,6 +18,7 @@ from app.observability import Metrics, RequestContextMiddleware
 from app.routers import (
     audit,
     certificates,
+    docs,
     health,
     metrics,
     oauth,
@@ -32,6 +33,7 @@ from app.routers import signatures as signatures_router
 from app.routers.idempotency import IdempotencyMiddleware
 from app.routers.limits import BodyLimitMiddleware
 from app.routers.schemas import Problem
+from app.security_headers import SecurityHeadersMiddleware
 from app.services import audit as audit_trail
 from app.services.sweeper import run_periodically
 from app.settings import Settings
@@ -76,13 +78,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             audit_trail.event_listeners.remove(count_event)
             await container.close()
 
+    # FastAPI's own docs pages load from a CDN: app/routers/docs.py serves them offline.
     app = FastAPI(title="Certcloud", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.serves_docs else None)
     problems.install(app)
     app.state.metrics = app_metrics
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
     for module in (oauth, verifications, certificates, status, audit, health, metrics):
         app.include_router(module.router)
@@ -91,6 +96,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.include_router(sandbox.callbacks_router)
     if not settings.is_production:  # every /sandbox path is 404 in production
         app.include_router(sandbox.router)
+    if settings.serves_docs:
+        docs.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     database_timeout_seconds: float = Field(5.0, gt=0)
     sweep_interval_seconds: float = Field(60.0, gt=0)
+    # /docs, /redoc and /openapi.json; unset: served in development, not in production.
+    docs_enabled: bool | None = None
 
     # Secrets. In development they are generated once into <data_dir>/secrets.json when unset;
     # production refuses to start without real values.
@@ -195,6 +197,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def serves_docs(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else not self.is_production
 
     @property
     def resolved_database_url(self) -> str:

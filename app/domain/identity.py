@@ -1,8 +1,9 @@
-"""Resident registration numbers (RRN) and the PIN policy."""
+"""Resident registration numbers (RRN), the holder's name, and the PIN policy."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -56,6 +57,29 @@ def parse_rrn(value: str, *, today: date) -> Rrn:
     if born > today:
         raise InvalidInput("rrn holds a birth date in the future", code="rrn_invalid")
     return Rrn(digits=front + back, birth_date=born)
+
+
+# Characters a name must not hold, by Unicode general category: controls (Cc), format
+# characters (Cf: bidi overrides and isolates, ZWSP, ZWJ/ZWNJ, BOM, ...), which make a
+# certificate's CN read otherwise than it compares, surrogates (Cs), private use (Co),
+# unassigned code points (Cn), and line or paragraph separators (Zl, Zp).
+_REFUSED_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def check_person_name(value: str) -> str:
+    """The holder's name as it goes into the certificate's CN: visible characters only, not
+    blank. Korean, Latin and other scripts pass as they are.
+
+    :raises InvalidInput: with code ``name_invalid``.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("name must not be blank", code="name_invalid")
+    for char in value:
+        if unicodedata.category(char) in _REFUSED_NAME_CATEGORIES:
+            # Say which code point (U+XXXX), never echo the name itself.
+            raise InvalidInput(f"name holds an invisible, control or unassigned character "
+                               f"(U+{ord(char):04X})", code="name_invalid")
+    return value
 
 
 def birth_date_patterns(born: date) -> set[str]:

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
+from app.storage.files import private_directory
+
 CA_KEY_FILE = "ca.key.pem"
 CA_CERT_FILE = "ca.cert.pem"
 # For a CA whose key stays in a PKCS#11 token: which token and label hold it (no secret).
@@ -106,8 +108,9 @@ def self_sign_ca(
 
 
 def save_ca(ca: CertificateAuthority, directory: Path) -> None:
-    """Write the key (mode 0600) and the certificate; refuses to overwrite an existing CA."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the key (mode 0600, in a directory made 0700) and the certificate; refuses to
+    overwrite an existing CA."""
+    private_directory(directory)
     key_path, cert_path = directory / CA_KEY_FILE, directory / CA_CERT_FILE
     if key_path.exists() or cert_path.exists():
         raise FileExistsError(f"a CA already exists in {directory}")
@@ -124,7 +127,7 @@ def save_ca_certificate(certificate: x509.Certificate, directory: Path,
                         key_reference: dict[str, str]) -> None:
     """Write the certificate of a CA whose key stays in a token, and where that key is (token
     and label); refuses to overwrite an existing CA."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     ref_path, cert_path = directory / CA_KEY_REF_FILE, directory / CA_CERT_FILE
     if (directory / CA_KEY_FILE).exists() or ref_path.exists() or cert_path.exists():
         raise FileExistsError(f"a CA already exists in {directory}")

@@ -6,14 +6,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.deps import ContainerDep
+from app.deps import ContainerDep, MetricsReader
+from app.routers.problems import problem_responses
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", response_class=Response, operation_id="metrics",
-            summary="Prometheus metrics", responses={200: {"content": {"text/plain": {}}}})
-async def metrics(request: Request, container: ContainerDep) -> Response:
+            summary="Prometheus metrics",
+            description="In production it needs a token with the `metrics:read` scope (an "
+                        "operator's client, e.g. Prometheus' `oauth2` scrape setting); in "
+                        "development it is open.",
+            responses={200: {"content": {"text/plain": {}}}, **problem_responses(401, 403)})
+async def metrics(request: Request, container: ContainerDep, _reader: MetricsReader) -> Response:
     registry = request.app.state.metrics
     checked_out = getattr(container.db.engine.pool, "checkedout", None)
     if callable(checked_out):

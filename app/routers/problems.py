@@ -47,7 +47,9 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
             headers.update({"RateLimit-Limit": str(exc.extra["limit"]),
                             "RateLimit-Remaining": "0", "RateLimit-Reset": retry})
     if status == 503:
-        log.warning("dependency unavailable", extra={"problem_code": exc.code})
+        cause = exc.__cause__
+        log.warning("dependency unavailable", extra={
+            "problem_code": exc.code, "cause": None if cause is None else type(cause).__name__})
     return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)
 
 

@@ -54,9 +54,13 @@ class VerificationConfirm(BaseModel):
 
 class Person(BaseModel):
     # The name becomes the certificate's subject CN: at most 64 bytes of UTF-8 (RFC 5280
-    # ub-common-name, as cryptography counts it), no control characters.
+    # ub-common-name, as cryptography counts it), no control characters; the domain refuses
+    # the invisible ones too (app.domain.identity.check_person_name).
     name: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
-                      examples=["홍길동"])
+                      examples=["홍길동"],
+                      description="Visible characters only: controls, format characters (bidi "
+                                  "overrides, zero-width), private-use and unassigned code "
+                                  "points are refused with 422 `name_invalid`")
     rrn: str = Field(max_length=14, examples=["900101-1234567"], json_schema_extra=_SECRET)
     phone: str = Field(max_length=32, examples=["+821012345678"])
     email: str = Field(max_length=254,

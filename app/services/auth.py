@@ -30,6 +30,7 @@ class Scope(enum.StrEnum):
     REVOKE = "certificates:revoke"
     SIGN = "signatures:create"
     AUDIT = "audit:read"
+    METRICS = "metrics:read"  # operators' scrapers; like audit:read, never a bank default
 
 
 BANK_SCOPES = (Scope.ISSUE, Scope.READ, Scope.REVOKE, Scope.SIGN)

@@ -23,7 +23,7 @@ from app.domain.certificates import (
     wrong_pin_error,
 )
 from app.domain.errors import Conflict, InvalidInput, NotFound, RateLimited
-from app.domain.identity import birth_date_patterns, check_pin, parse_rrn
+from app.domain.identity import birth_date_patterns, check_person_name, check_pin, parse_rrn
 from app.domain.ports import Clock
 from app.domain.verification import Purpose, normalize_phone
 from app.pki.keys import UserPrivateKey, WrongPin
@@ -112,6 +112,7 @@ class CertificateService:
         if not (account_password_verified is True and contact_confirmed is True):
             raise InvalidInput("the bank must confirm the withdrawal-account password and the "
                                "customer's contact data", code="bank_checks_incomplete")
+        check_person_name(person.name)
         rrn = parse_rrn(person.rrn, today=now.date())
         phone = normalize_phone(person.phone)
         patterns = birth_date_patterns(rrn.birth_date)

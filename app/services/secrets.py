@@ -278,7 +278,6 @@ def _development_secrets(data_dir: Path) -> dict[str, str]:
 def _create_once(path: Path, names: tuple[str, ...]) -> dict[str, str]:
     if path.exists():
         return dict(json.loads(path.read_text()))
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def token() -> str:
         return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")

@@ -53,6 +53,7 @@ from app.pki import crl as crl_pki
 from app.pki import ocsp as ocsp_pki
 from app.pki.ca import CertificateAuthority
 from app.pki.ocsp import CertId, CertStatus, OCSPRefusal, ResponderIdentity, SingleAnswer
+from app.security_headers import SECURITY_HEADERS
 from app.services.rotation import BlobStore, register_blob_store
 from app.settings import StatusSettings
 from app.storage.db import Database
@@ -117,7 +118,7 @@ class OcspReply:
 
     def __post_init__(self) -> None:
         base = [(b"content-type", b"application/ocsp-response"),
-                (b"content-length", str(len(self.der)).encode())]
+                (b"content-length", str(len(self.der)).encode()), *SECURITY_HEADERS]
         object.__setattr__(self, "post_raw", base)
         object.__setattr__(self, "get_raw", base + [
             (name.lower().encode("latin-1"), value.encode("latin-1"))

@@ -6,20 +6,42 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput
+from app.storage.files import PRIVATE_FILE, private_file, tighten
 
 log = logging.getLogger(__name__)
 
 
+def prepare_sqlite_file(url: str) -> None:
+    """Create the SQLite database file 0600 before SQLite does (it would make it 0644), and
+    tighten an existing one and its -wal and -shm files (SQLite gives those the database
+    file's mode). A no-op for other databases, in-memory ones, or a missing directory."""
+    if not url.startswith("sqlite"):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports that itself, as before
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = Path(f"{path}{suffix}")
+        if companion.exists():
+            tighten(companion, PRIVATE_FILE)
+
+
 def make_engine(url: str, *, timeout_seconds: float = 5.0) -> AsyncEngine:
     if url.startswith("sqlite"):
+        prepare_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine

@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.storage.db import prepare_sqlite_file
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,7 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Blocking; it runs its own event loop, so call it from a thread when one is running."""
+    prepare_sqlite_file(database_url)  # before Alembic's engine creates the file 0644
     command.upgrade(alembic_config(database_url), revision)
 
 

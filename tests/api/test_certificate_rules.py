@@ -251,6 +251,47 @@ async def test_issue_refuses_nul_characters(service: Service, bank: Bank) -> Non
     await _assert_nothing_issued(service, bank, verification_id)
 
 
+# Each would reach the certificate's CN and make it read otherwise than it compares.
+INVISIBLE_NAMES = {
+    "right-to-left override": "홍길동\u202eniamdA",
+    "left-to-right isolate": "\u2066홍길동\u2069",
+    "zero-width space": "홍\u200b길동",
+    "zero-width joiner": "홍\u200d길동",
+    "zero-width non-joiner": "홍\u200c길동",
+    "byte order mark": "\ufeff홍길동",
+    "C1 control (NEL)": "홍길동\u0085",
+    "line separator": "홍길동\u2028",
+    "private use": "홍길동\ue000",
+    "unassigned": "홍길동\u0378",
+    "blank": "   ",
+}
+
+
+async def test_issue_refuses_invisible_and_control_characters_in_the_name(
+        service: Service, bank: Bank) -> None:
+    holder = person(1)
+    verification_id = await bank.verified(holder["phone"])
+    for what, name in INVISIBLE_NAMES.items():
+        reply = await bank.post("/v1/certificates",
+                                issue_body({**holder, "name": name}, verification_id, PIN))
+        problem = _problem(reply, 422, "name_invalid")
+        assert name.strip() == "" or name not in problem["detail"], what
+    await _assert_nothing_issued(service, bank, verification_id)
+
+
+@pytest.mark.parametrize("name", ["홍길동", "남궁 민수", "José Müller-Łukasiewicz",
+                                  "Seán O'Brien", "Anne-Marie d'Arc"])
+async def test_issue_keeps_korean_and_latin_names(service: Service, bank: Bank,
+                                                  name: str) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    issued = await _issued(bank, {**person(1), "name": name})
+    certificate = x509.load_pem_x509_certificate(issued["certificate_pem"].encode())
+    common_name = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert common_name == name
+
+
 # --- verifications on reissue, unlock and revoke -----------------------------------------
 
 

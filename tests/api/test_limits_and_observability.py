@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
 import pytest
 
+from app.logs import JsonFormatter
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Bank, FixedClock, Service, make_bank, person, redis_url_or_skip
@@ -106,6 +111,35 @@ async def test_request_id_in_header_problem_and_logs(service: Service, bank: Ban
     assert len(fresh.headers["x-request-id"]) == 32
     bad = await service.http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert bad.headers["x-request-id"] != "bad id with spaces"
+
+
+async def test_a_503_log_line_names_the_problem_code(service: Service, bank: Bank,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code (a stable word, never a secret) is what tells an operator which dependency is
+    down; the redaction of keys like `code` must not hide it."""
+    @asynccontextmanager
+    async def refused() -> AsyncIterator[None]:
+        raise ConnectionRefusedError("connection refused")
+        yield
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    monkeypatch.setattr(service.container.db, "_connection", refused)
+    try:
+        reply = await bank.get("/v1/certificates/unknown")
+    finally:
+        monkeypatch.undo()
+        logging.getLogger().removeHandler(handler)
+    assert reply.status_code == 503
+    assert reply.json()["code"] == "database_unavailable"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    logged = [line for line in lines if line["message"] == "dependency unavailable"]
+    assert len(logged) == 1, lines
+    assert logged[0]["problem_code"] == "database_unavailable"
+    assert logged[0]["cause"] == "ConnectionRefusedError"
+    assert "[redacted]" not in json.dumps(logged[0])
 
 
 async def test_metrics_show_requests_and_lifecycle_events(service: Service, bank: Bank) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -180,3 +182,132 @@ def test_production_refuses_weak_settings_at_start(tmp_path: Path,
     assert "CERTCLOUD_VERIFIER__SENS__SECRET_KEY, CERTCLOUD_VERIFIER__TWILIO__AUTH_TOKEN" in line
     assert same not in line
     assert not (tmp_path / "prod" / "secrets.json").exists()
+
+
+# --- development listens on loopback only (the Dockerfile defaults to production) -----------
+
+NOT_A_REDIS_URL = {"CERTCLOUD_LIMITS__REDIS_URL": "http://not-redis"}
+
+
+def _serve_exits(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`certcloud serve` expected to stop before it binds (a refusal), in development."""
+    env = env_for(tmp_path / "dev", f"sqlite+aiosqlite:///{tmp_path / 'dev.db'}", **extra)
+    result = subprocess.run([CERTCLOUD, "serve", "--port", str(free_port()), *args], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "certcloud.example"])
+def test_development_refuses_a_non_loopback_host(tmp_path: Path, host: str) -> None:
+    result = _serve_exits(tmp_path, "--host", host)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "loopback" in lines[0] and "--allow-remote-development" in lines[0]
+    assert "CERTCLOUD_ENVIRONMENT=production" in lines[0]
+    assert not (tmp_path / "dev").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "localhost", "::1"])
+def test_development_on_loopback_needs_no_flag(tmp_path: Path, host: str) -> None:
+    # A bad setting stops it right after the host check, so no port is ever bound.
+    result = _serve_exits(tmp_path, "--host", host, **NOT_A_REDIS_URL)
+    assert "Redis" in result.stderr and "loopback" not in result.stderr
+
+
+def test_the_flag_lets_development_listen_remotely_with_a_warning(tmp_path: Path) -> None:
+    result = _serve_exits(tmp_path, "--host", "0.0.0.0", "--allow-remote-development",
+                          **NOT_A_REDIS_URL)
+    assert "warning: development mode on 0.0.0.0" in result.stderr
+    assert "Redis" in result.stderr  # it went on to the next start-up check
+
+
+def _dockerfile() -> tuple[dict[str, str], list[str]]:
+    """The final stage's ENV values and CMD of the Dockerfile (no Docker engine is needed)."""
+    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    instructions = re.sub(r"\\\n", " ", text).splitlines()
+    env: dict[str, str] = {}
+    command: list[str] = []
+    for line in instructions:
+        keyword, _, rest = line.strip().partition(" ")
+        if keyword.upper() == "FROM":
+            env, command = {}, []
+        elif keyword.upper() == "ENV":
+            env.update(token.split("=", 1) for token in shlex.split(rest) if "=" in token)
+        elif keyword.upper() == "CMD":
+            command = json.loads(rest)
+    return env, command
+
+
+def test_the_image_defaults_to_production(tmp_path: Path, fresh_database_url: str) -> None:
+    env, command = _dockerfile()
+    assert env.get("CERTCLOUD_ENVIRONMENT") == "production", env
+    assert command and "--allow-remote-development" not in " ".join(command)
+    # Its command, run here with the image's environment (and a scratch data directory),
+    # migrates and then refuses development's sandbox verifier: production it is.
+    run_env = {**env_for(tmp_path / "image", fresh_database_url), **env,
+               "CERTCLOUD_DATA_DIR": str(tmp_path / "image"),
+               "CERTCLOUD_DATABASE_URL": fresh_database_url,
+               "PATH": f"{Path(CERTCLOUD).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "sandbox phone verifier is refused in production" in result.stderr
+
+
+def _production_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """Everything production asks for (tests/production_config.py), with the providers'
+    endpoints somewhere never called here."""
+    never_called = "http://127.0.0.1:9"
+    return env_for(tmp_path / "prod", database_url, **production_env(),
+                   CERTCLOUD_VERIFIER__SENS__BASE_URL=never_called,
+                   CERTCLOUD_VERIFIER__TWILIO__BASE_URL=never_called)
+
+
+def _token(http: httpx.Client, client: dict[str, str]) -> str:
+    reply = http.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                      auth=(client["client_id"], client["client_secret"]))
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["access_token"])
+
+
+def test_production_hides_docs_and_guards_metrics(tmp_path: Path,
+                                                  fresh_database_url: str) -> None:
+    env = _production_env(tmp_path, fresh_database_url)
+    for step in (("ca", "init"), ("db", "upgrade")):
+        done = certcloud(*step, env=env)
+        assert done.returncode == 0, done.stderr
+    port = free_port()
+    server = subprocess.Popen([CERTCLOUD, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        bank = json.loads(certcloud("clients", "create", "bank", env=env).stdout)
+        created = certcloud("clients", "create", "prometheus", "--scope", "metrics:read",
+                            env=env)
+        assert created.returncode == 0, created.stderr
+        scraper = json.loads(created.stdout)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            replies = [http.get(path) for path in ("/docs", "/redoc", "/openapi.json",
+                                                   "/docs/assets/swagger-ui-bundle.js")]
+            assert [reply.status_code for reply in replies] == [404] * 4
+            anonymous = http.get("/metrics")
+            assert anonymous.status_code == 401 and "certcloud_" not in anonymous.text
+            assert anonymous.json()["code"] == "token_missing"
+            as_bank = http.get("/metrics",
+                               headers={"Authorization": f"Bearer {_token(http, bank)}"})
+            assert as_bank.status_code == 403 and as_bank.json()["code"] == "scope_missing"
+            scraped = http.get("/metrics",
+                               headers={"Authorization": f"Bearer {_token(http, scraper)}"})
+            assert scraped.status_code == 200 and "certcloud_http_requests_total" in scraped.text
+            for reply in [*replies, anonymous, as_bank, scraped, http.get("/readyz")]:
+                assert "server" not in reply.headers, reply.headers  # no banner
+                assert reply.headers["x-content-type-options"] == "nosniff"
+                assert reply.headers["referrer-policy"] == "no-referrer"
+                assert reply.headers["cache-control"] == "no-store"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()

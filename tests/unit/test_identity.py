@@ -7,7 +7,13 @@ from datetime import date
 import pytest
 
 from app.domain.errors import InvalidInput
-from app.domain.identity import Rrn, birth_date_patterns, check_pin, parse_rrn
+from app.domain.identity import (
+    Rrn,
+    birth_date_patterns,
+    check_person_name,
+    check_pin,
+    parse_rrn,
+)
 
 TODAY = date(2026, 11, 25)
 
@@ -221,3 +227,28 @@ def test_pin_policy_checks_format_before_strength() -> None:
     # A 7-character "run" is a format error, not a weak PIN.
     _pin_error("1234567", "pin_format")
     _pin_error("11111", "pin_format")
+
+
+# --- the holder's name ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [
+    "홍길동\u202e", "\u202d홍길동", "\u2066홍\u2069", "\u200b", "홍\u200d길동", "홍\u200c길동",
+    "\u2060홍길동", "\ufeff홍길동", "\u061c홍", "홍\u00ad길동",  # Cf: bidi, zero-width, soft hyphen
+    "홍\x07", "홍\x1b[31m", "홍\u0085", "홍\u009b",  # Cc: C0 and C1 controls
+    "홍\ue000", "홍\U000f0000",  # Co: private use
+    "홍\u0378", "홍\U000e0080",  # Cn: unassigned
+    "홍\u2028", "홍\u2029",  # Zl, Zp
+    "", " ", "\u3000",  # blank (an ideographic space too)
+])
+def test_names_with_invisible_or_control_characters_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        check_person_name(name)
+    assert caught.value.code == "name_invalid"
+
+
+@pytest.mark.parametrize("name", ["홍길동", "남궁 민수", "김철수", "José Müller", "Łukasz",
+                                  "Seán O'Brien", "Anne-Marie d'Arc", "Nguyễn Văn An",
+                                  "山田 太郎", "Ελένη"])
+def test_ordinary_names_pass_unchanged(name: str) -> None:
+    assert check_person_name(name) == name
