@@ -1,4 +1,5 @@
-"""Server secrets and the keyed hashes made with them (RRN lookup, OTP codes, PIN patterns)."""
+"""Server secrets and the keyed hashes made with them (RRN lookup, OTP codes, PIN patterns,
+contact data in the audit trail)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ class ServerSecrets:
     @property
     def audit_key(self) -> bytes:
         return hmac.new(self.code_hmac_key, b"audit-chain", hashlib.sha256).digest()
+
+    def contact_hmac(self, field: str, value: str) -> str:
+        """Names a phone or a name in the audit trail without showing it: equal values give
+        equal HMACs, so a contact change can be followed across events."""
+        key = hmac.new(self.code_hmac_key, b"contact-hmac", hashlib.sha256).digest()
+        return hmac.new(key, f"{field}:{value}".encode(), hashlib.sha256).hexdigest()
 
     def code_hash(self, verification_id: str, code: str) -> str:
         return hmac.new(self.code_hmac_key, f"otp:{verification_id}:{code}".encode(),
