@@ -35,13 +35,14 @@ def bank_label(name: str) -> str:
     return printable[:_BANK_NAME_MAX] or "알 수 없는 기관"
 
 
-def notice_text(kind: NoticeKind, *, bank: str, at: datetime,
-                phone_replaced: bool = False) -> str:
-    """``phone_replaced``: for the phone that this change took off the record; it tells the
-    person how to take the certificate back."""
+def notice_text(kind: NoticeKind, *, bank: str, at: datetime, phone_replaced: bool = False,
+                may_take_back: bool = False) -> str:
+    """``phone_replaced``: for the phone that this change took off the record;
+    ``may_take_back``: that phone may still start a reissue, and the notice says how."""
     when = at.astimezone(KST).strftime("%Y-%m-%d %H:%M KST")
     text = f"[Certcloud] {bank_label(bank)}에서 인증서 {_WHAT[kind]}: {when}."
     if phone_replaced:
-        return (text + " 등록 휴대폰이 다른 번호로 바뀌었습니다. 본인이 아니면 30일 안에 "
-                "이 번호로 인증해 재발급하세요.")
+        text += " 등록 휴대폰이 다른 번호로 바뀌었습니다."
+        if may_take_back:
+            return text + " 본인이 아니면 30일 안에 이 번호로 인증해 재발급하세요."
     return text + " 본인이 아니면 즉시 은행에 알리세요."

@@ -218,12 +218,12 @@ class CertificateService:
                 await repo.activate_certificate(certificate_id, certificate_der=der,
                                                 master_key_id=new.master_key_id,
                                                 wrapped_key=new.wrapped, now=now)
-                replaced_phone = None if contact is None else await self.notices.set_contact(
+                replaced = None if contact is None else await self.notices.set_contact(
                     conn, person_id, contact, client_id=client_id, cause=action, now=now)
                 queued = await self.notices.enqueue(
                     conn, NoticeKind(action), client_id=client_id,
                     phone=person.phone if contact is None else contact.phone,
-                    replaced_phone=replaced_phone, now=now)
+                    replaced=replaced, now=now)
                 if previous is not None:
                     await audit.append(conn, self.secrets.audit_key, now=now,
                                        action="supersede", client_id=client_id,

@@ -39,6 +39,15 @@ delivery_listeners: list[Callable[[str], None]] = []
 
 
 @dataclass(frozen=True)
+class ReplacedPhone:
+    """A phone a contact change took off the record; ``may_take_back``: kept as the previous
+    phone, it may start a reissue for a while."""
+
+    phone: str
+    may_take_back: bool
+
+
+@dataclass(frozen=True)
 class ContactUpdate:
     """Contact data an issuance gives (or a take-back restores); ``email`` None keeps it."""
 
@@ -53,19 +62,20 @@ class Notices:
         self.db, self.notifier, self.secrets, self.clock = db, notifier, secrets_, clock
 
     async def enqueue(self, conn: AsyncConnection, kind: NoticeKind, *, client_id: str | None,
-                      phone: str, now: datetime, replaced_phone: str | None = None
+                      phone: str, now: datetime, replaced: ReplacedPhone | None = None
                       ) -> list[OutboxNotice]:
         """Inside the change's transaction: a notice to ``phone`` (the phone on record after
-        the change) and, when the change replaced it, to ``replaced_phone`` too."""
+        the change) and, when the change replaced it, to the ``replaced`` phone too."""
         client = await Repository(conn).get_client(client_id) if client_id else None
         bank = client.name if client is not None else "Certcloud"
-        recipients = [(phone, False)]
-        if replaced_phone is not None and replaced_phone != phone:
-            recipients.insert(0, (replaced_phone, True))
+        texts = {phone: notice_text(kind, bank=bank, at=now)}
+        if replaced is not None and replaced.phone != phone:
+            texts = {replaced.phone: notice_text(kind, bank=bank, at=now, phone_replaced=True,
+                                                 may_take_back=replaced.may_take_back),
+                     **texts}
         outbox, queued = NoticeOutbox(conn), []
-        for recipient, replaced in recipients:
-            notice = OutboxNotice(str(uuid.uuid4()), recipient,
-                                  notice_text(kind, bank=bank, at=now, phone_replaced=replaced))
+        for recipient, text in texts.items():
+            notice = OutboxNotice(str(uuid.uuid4()), recipient, text)
             await outbox.add(notice, kind=kind.value, client_id=client_id, now=now,
                              claimed_until=now + CLAIM)
             queued.append(notice)
@@ -135,7 +145,8 @@ class Notices:
         return sent
 
     async def set_contact(self, conn: AsyncConnection, person_id: str, update: ContactUpdate,
-                          *, client_id: str, cause: str, now: datetime) -> str | None:
+                          *, client_id: str, cause: str, now: datetime
+                          ) -> ReplacedPhone | None:
         """Store the contact data (the person's row locked by the caller) and audit what
         changed, by HMACs only. Returns the phone this replaced on record, if any."""
         repo = Repository(conn)
@@ -160,4 +171,6 @@ class Notices:
                                **changed)
             log.info("contact on record changed", extra={"person_id": person_id,
                                                          "fields": sorted(changed)})
-        return before.phone if after.phone != before.phone else None
+        if after.phone == before.phone:
+            return None
+        return ReplacedPhone(before.phone, may_take_back=after.previous_phone == before.phone)

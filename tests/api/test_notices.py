@@ -41,7 +41,8 @@ async def _notices(service: Service, phone: str) -> list[dict[str, Any]]:
 
 
 def _text(kind: NoticeKind, bank: str, service: Service, replaced: bool = False) -> str:
-    return notice_text(kind, bank=bank, at=service.clock.now(), phone_replaced=replaced)
+    return notice_text(kind, bank=bank, at=service.clock.now(), phone_replaced=replaced,
+                       may_take_back=replaced)
 
 
 async def _issued(bank: Bank, who: dict[str, str], pin: str = PIN) -> dict[str, Any]:

@@ -59,6 +59,7 @@ async def test_a_takeover_is_told_and_the_victim_takes_the_identity_back(
     told = await _notices(bank_a, victim["phone"])
     assert len(told) == before + 1
     assert "Bravo Savings" in told[0]["text"] and told[0]["code"] is None
+    assert "30일 안에 이 번호로 인증해 재발급" in told[0]["text"]  # how to take it back
 
     # 2. The audit trail holds the contact change, by HMACs only.
     secrets_ = load_secrets(settings_for(server.data_dir, server.database_url))
@@ -89,6 +90,7 @@ async def test_a_takeover_is_told_and_the_victim_takes_the_identity_back(
     # Bank B's phone is told that the certificate went back, naming bank A.
     attacker_told = await _notices(bank_b, attacker_phone)
     assert "Alpha Bank" in attacker_told[0]["text"]
+    assert "30일" not in attacker_told[0]["text"]  # the way back is the victim's alone
     # The record is the victim's again: a further reissue with the victim's phone works.
     again = await bank_a.verified(0, victim["phone"], purpose="reissue")
     once_more = await bank_a.post(0, f"/v1/certificates/{back.json()['id']}/reissue",
