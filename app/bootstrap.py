@@ -30,6 +30,7 @@ from app.services.custody import KeyCustody
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
+from app.services.notices import Notices
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
@@ -42,7 +43,7 @@ from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters, is_redis_url
-from app.verifiers.registry import build_verifier
+from app.verifiers.registry import build_notifier, build_verifier
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +285,7 @@ class Container:
     status: StatusService
     limiter: RateLimiter
     custody: KeyCustody
+    notices: Notices
 
     async def close(self) -> None:
         await self.status.close()
@@ -317,7 +319,9 @@ async def build_container(settings: Settings, clock: Clock,
                          KdfPool(settings.argon2.workers, settings.argon2.max_waiting))
     status = StatusService(db, ca, protector, settings.status,
                            distribution_point=issuer.profile.crl_url, clock=clock)
-    certificates = CertificateService(db, issuer, custody, secrets_, clock, revocations=status)
+    notices = Notices(db, build_notifier(verifier), secrets_, clock)
+    certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
+                                      revocations=status)
     signing = SigningService(db, certificates, clock)
     limiter = RateLimiter(_counter_store(settings.limits, db))
     try:
@@ -339,4 +343,4 @@ async def build_container(settings: Settings, clock: Clock,
                                           settings.limits),
         certificates=certificates, signing=signing,
         csc=CscService(db, certificates, signing, clock), status=status, limiter=limiter,
-        custody=custody)
+        custody=custody, notices=notices)

@@ -35,6 +35,7 @@ from app.routers.limits import BodyLimitMiddleware
 from app.routers.schemas import Problem
 from app.security_headers import SecurityHeadersMiddleware
 from app.services import audit as audit_trail
+from app.services import notices as notice_outbox
 from app.services.sweeper import run_periodically
 from app.settings import Settings
 
@@ -63,18 +64,26 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     def count_event(action: str, result: str) -> None:
         app_metrics.events.labels(action, result).inc()
 
+    def count_notice(result: str) -> None:
+        app_metrics.notices.labels(result).inc()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         container = await build_container(settings, clock, verifier)
         app.state.container = container
         audit_trail.event_listeners.append(count_event)
+        notice_outbox.delivery_listeners.append(count_notice)
         sweeper = asyncio.create_task(run_periodically(
             container.db, clock, settings.sweep_interval_seconds))
+        redelivery = asyncio.create_task(container.notices.run_periodically(
+            settings.sweep_interval_seconds))
         try:
             yield
         finally:
             sweeper.cancel()
+            redelivery.cancel()
+            notice_outbox.delivery_listeners.remove(count_notice)
             audit_trail.event_listeners.remove(count_event)
             await container.close()
 

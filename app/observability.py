@@ -37,6 +37,9 @@ class Metrics:
         self.events = Counter("certcloud_lifecycle_events",
                               "Lifecycle events (issue, renew, sign, lock, revoke, …) by result",
                               ["action", "result"], registry=self.registry)
+        self.notices = Counter("certcloud_notices", "SMS notices by delivery result (sent, "
+                               "failed: tried again later)", ["result"],
+                               registry=self.registry)
         self.ocsp = Counter("certcloud_ocsp_responses", "OCSP answers by certificate status",
                             ["status"], registry=self.registry)
         self.crl_age = Gauge("certcloud_crl_age_seconds", "Age of the CRL being served",

@@ -199,7 +199,7 @@ class Bank:
 
     async def sms_code(self, phone: str) -> str:
         messages = (await self.http.get("/sandbox/messages", params={"phone": phone})).json()
-        return str(messages[0]["code"])
+        return str(next(m["code"] for m in messages if m["code"] is not None))
 
     async def verified(self, phone: str, purpose: str | None = "issue") -> str:
         verification = await self.start_verification(phone, purpose)

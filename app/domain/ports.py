@@ -32,6 +32,16 @@ class PhoneVerifier(Protocol):
         ...
 
 
+class Notifier(Protocol):
+    """Sends a notice (no code in it) by SMS to a person's phone.
+
+    Adapters raise :class:`app.domain.errors.DomainError` (``DependencyUnavailable`` when the
+    provider is down or refuses, ``InvalidInput`` for a phone it cannot reach).
+    """
+
+    async def send_notice(self, *, notice_id: str, phone: str, text: str) -> None: ...
+
+
 class KeyProtector(Protocol):
     """The server master-key layer (the outer lock around a user key).
 

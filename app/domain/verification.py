@@ -12,6 +12,9 @@ from app.domain.errors import Conflict, InvalidInput
 CODE_TTL = timedelta(minutes=3)
 USE_WINDOW = timedelta(minutes=10)  # how long a verified verification may wait to be used
 MAX_WRONG_CODES = 5
+# A phone replaced on record (say by another bank's issuance) can still start a reissue for
+# this long, so that the person can take the certificate back.
+PREVIOUS_PHONE_GRACE = timedelta(days=30)
 _PHONE = re.compile(r"\+[1-9][0-9]{7,14}")  # fullmatch, ASCII digits: \d takes any Unicode digit
 
 
@@ -43,6 +46,17 @@ def normalize_phone(phone: object) -> str:
     if not _PHONE.fullmatch(compact):
         raise InvalidInput("phone must be in E.164 form, e.g. +821012345678", code="phone_invalid")
     return compact
+
+
+@dataclass(frozen=True)
+class PreviousPhone:
+    """The phone on record before the current one, and when it was replaced."""
+
+    phone: str
+    replaced_at: datetime
+
+    def counts_at(self, now: datetime) -> bool:
+        return now < self.replaced_at + PREVIOUS_PHONE_GRACE
 
 
 @dataclass
@@ -79,8 +93,10 @@ class Verification:
             return
         raise Conflict(f"verification is {status.value}", code=f"verification_{status.value}")
 
-    def check_usable(self, now: datetime, *, client_id: str, phone: str, purpose: Purpose) -> None:
-        """A verification counts only once, for its bank, its phone and its purpose.
+    def check_usable(self, now: datetime, *, client_id: str, phone: str, purpose: Purpose,
+                     previous: PreviousPhone | None = None) -> None:
+        """A verification counts only once, for its bank, its phone and its purpose. For a
+        reissue, the ``previous`` phone on record counts too, inside its grace period.
 
         :raises Conflict: naming what does not match.
         """
@@ -92,9 +108,15 @@ class Verification:
             raise Conflict("verification is not confirmed yet", code="verification_unconfirmed")
         if status is not VerificationStatus.VERIFIED:
             raise Conflict(f"verification is {status.value}", code=f"verification_{status.value}")
-        if self.phone != phone:
+        if self.phone != phone and not self.is_by_previous_phone(now, purpose, previous):
             raise Conflict("verification was made for another phone",
                            code="verification_phone_mismatch")
         if self.purpose is not None and self.purpose is not purpose:
             raise Conflict(f"verification was made for {self.purpose.value}, not {purpose.value}",
                            code="verification_purpose_mismatch")
+
+    def is_by_previous_phone(self, now: datetime, purpose: Purpose,
+                             previous: PreviousPhone | None) -> bool:
+        """Made with the person's previous phone, for a reissue, while that phone counts."""
+        return (purpose is Purpose.REISSUE and previous is not None
+                and previous.phone == self.phone and previous.counts_at(now))

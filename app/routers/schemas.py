@@ -179,7 +179,7 @@ class StatusPublic(BaseModel):
 class SandboxMessage(BaseModel):
     phone: str
     text: str
-    code: str
+    code: str | None = Field(description="the code of a verification SMS; null for a notice")
     sent_at: datetime
 
 

@@ -22,18 +22,22 @@ from app.domain.certificates import (
     revocation_update,
     wrong_pin_error,
 )
+from app.domain.contact import ContactOnRecord
 from app.domain.errors import Conflict, InvalidInput, NotFound, RateLimited
 from app.domain.identity import birth_date_patterns, check_person_name, check_pin, parse_rrn
+from app.domain.notices import NoticeKind
 from app.domain.ports import Clock
-from app.domain.verification import Purpose, normalize_phone
+from app.domain.verification import PreviousPhone, Purpose, normalize_phone
 from app.pki.keys import UserPrivateKey, WrongPin
 from app.services import audit
 from app.services.custody import KeyCustody
 from app.services.issuer import Issuer, serial_hex
+from app.services.notices import ContactUpdate, Notices
 from app.services.secrets import ServerSecrets
 from app.services.status import NO_RECORDER, RevocationRecorder
 from app.storage.db import Database
-from app.storage.repository import PinCheckSlot, Repository
+from app.storage.notice_outbox import OutboxNotice
+from app.storage.repository import PinCheckSlot, Repository, contact_on_record
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +74,16 @@ class _Holder:
     name: str
     phone: str
     is_birth_pattern: Callable[[str], bool]
+    contact: ContactOnRecord
 
 
 class CertificateService:
     def __init__(self, db: Database, issuer: Issuer, custody: KeyCustody,
-                 secrets_: ServerSecrets, clock: Clock,
+                 secrets_: ServerSecrets, clock: Clock, *, notices: Notices,
                  revocations: RevocationRecorder | None = None) -> None:
         self.db, self.issuer, self.custody = db, issuer, custody
+        # SMS notices to the phone on record: queued in the change's transaction, sent after.
+        self.notices = notices
         self.secrets, self.clock = secrets_, clock
         # Status (OCSP, CRL): told in the revoking transaction, published before the reply.
         self.revocations = revocations or NO_RECORDER
@@ -131,18 +138,17 @@ class CertificateService:
                                       phone=phone, email=person.email,
                                       birth_patterns=self.secrets.birth_patterns_record(patterns),
                                       now=now)
-            else:
+            else:  # the contact data on record change when the certificate is activated
                 person_id = existing.id
-                await repo.update_person_contact(person_id, name=person.name, phone=phone,
-                                                 email=person.email, now=now)
                 if not self.secrets.patterns_are_current(existing.birth_patterns):
                     # The RRN is at hand: re-key legacy patterns (keyed with the RRN key).
                     await repo.set_birth_patterns(
                         person_id, self.secrets.birth_patterns_record(patterns), now)
             await self._add_pending(repo, new, person_id=person_id, client_id=client_id,
                                     replaces_id=None, now=now)
-        return await self._sign_and_activate(new, person_id=person_id, name=person.name,
-                                             now=now, client_id=client_id, action="issue")
+        return await self._sign_and_activate(
+            new, person_id=person_id, name=person.name, now=now, client_id=client_id,
+            action="issue", contact=ContactUpdate(person.name, phone, person.email))
 
     async def reissue(self, *, client_id: str, certificate_id: str, verification_id: str,
                       pin: str) -> Certificate:
@@ -156,17 +162,23 @@ class CertificateService:
             old.check_reissuable(is_latest=not await repo.is_replaced(old.id)
                                  and (active is None or active.id == old.id))
         check_pin(pin, is_birth_pattern=holder.is_birth_pattern)
+        previous = holder.contact.previous  # may start a reissue for a while after replaced
         await self._precheck_verification(verification_id, client_id, holder.phone,
-                                          Purpose.REISSUE)
+                                          Purpose.REISSUE, previous)
         new = await self._new_sealed_key(pin)
         async with self.db.transaction() as conn:
             repo = Repository(conn)
-            await self._consume(repo, verification_id, client_id, holder.phone,
-                                Purpose.REISSUE, now)
+            verified_phone = await self._consume(repo, verification_id, client_id,
+                                                 holder.phone, Purpose.REISSUE, now, previous)
             await self._add_pending(repo, new, person_id=holder.person_id, client_id=client_id,
                                     replaces_id=old.id, now=now)
-        return await self._sign_and_activate(new, person_id=holder.person_id, name=holder.name,
-                                             now=now, client_id=client_id, action="reissue")
+        # Proven with the previous phone: the person takes the record (phone, name) back.
+        taken_back = None if verified_phone == holder.phone else ContactUpdate(
+            holder.contact.previous_name or holder.name, verified_phone)
+        return await self._sign_and_activate(
+            new, person_id=holder.person_id,
+            name=taken_back.name if taken_back else holder.name, now=now, client_id=client_id,
+            action="reissue", contact=taken_back)
 
     async def _new_sealed_key(self, pin: str) -> _NewCertificate:
         """A new key pair, sealed under the PIN, with the id and serial of its certificate."""
@@ -184,18 +196,22 @@ class CertificateService:
             client_id=client_id, replaces_id=replaces_id, now=now)
 
     async def _sign_and_activate(self, new: _NewCertificate, *, person_id: str, name: str,
-                                 now: datetime, client_id: str, action: str) -> Certificate:
+                                 now: datetime, client_id: str, action: str,
+                                 contact: ContactUpdate | None = None) -> Certificate:
         """The CA signs only after the pending row is stored; activation then supersedes the
-        person's active certificate in one transaction, under the person's row lock."""
+        person's active certificate in one transaction, under the person's row lock, and
+        stores the ``contact`` data. The phone on record (and the one it replaced) is told."""
         certificate_id, serial = new.id, new.serial
         published: int | None = None
+        queued: list[OutboxNotice] = []
         try:
             der = await self.issuer.sign(key=new.key, name=name, person_id=person_id,
                                          serial=serial, not_before=now,
                                          not_after=now + VALIDITY)
             async with self.db.transaction() as conn:
                 repo = Repository(conn)
-                await repo.get_person(person_id, for_update=True)
+                person = await repo.get_person(person_id, for_update=True)
+                assert person is not None
                 previous = await repo.active_certificate_of(person_id)
                 if previous is not None:
                     await repo.revoke(previous.id, RevocationReason.SUPERSEDED, now)
@@ -204,6 +220,12 @@ class CertificateService:
                 await repo.activate_certificate(certificate_id, certificate_der=der,
                                                 master_key_id=new.master_key_id,
                                                 wrapped_key=new.wrapped, now=now)
+                replaced = None if contact is None else await self.notices.set_contact(
+                    conn, person_id, contact, client_id=client_id, cause=action, now=now)
+                queued = await self.notices.enqueue(
+                    conn, NoticeKind(action), client_id=client_id,
+                    phone=person.phone if contact is None else contact.phone,
+                    replaced=replaced, now=now)
                 if previous is not None:
                     await audit.append(conn, self.secrets.audit_key, now=now,
                                        action="supersede", client_id=client_id,
@@ -216,6 +238,7 @@ class CertificateService:
             raise
         await self.revocations.publish(published)
         await self.revocations.presign(serial_hex(serial))
+        await self.notices.deliver(queued)
         log.info("certificate issued", extra={"certificate_id": certificate_id,
                                               "serial": serial_hex(serial),
                                               "superseded": previous.id if previous else None})
@@ -306,8 +329,11 @@ class CertificateService:
             now = self.clock.now()
             await Repository(conn).replace_wrapped_key(
                 certificate_id, master_key_id=master_key_id, wrapped_key=wrapped, now=now)
+            queued = await self.notices.enqueue(conn, NoticeKind.PIN_CHANGE,
+                                                client_id=client_id, phone=holder.phone, now=now)
             await audit.append(conn, self.secrets.audit_key, now=now, action="pin_change",
                                client_id=client_id, certificate_id=certificate_id)
+        await self.notices.deliver(queued)
         log.info("PIN changed", extra={"certificate_id": certificate_id})
         return await self.get(certificate.id)
 
@@ -325,9 +351,12 @@ class CertificateService:
             await self._consume(repo, verification_id, client_id, holder.phone,
                                 Purpose.UNLOCK, now)
             await repo.reset_pin_tries(certificate_id, now)
+            queued = await self.notices.enqueue(conn, NoticeKind.UNLOCK, client_id=client_id,
+                                                phone=holder.phone, now=now)
             await audit.append(conn, self.secrets.audit_key, now=now, action="unlock",
                                client_id=client_id, certificate_id=certificate_id,
                                verification_id=verification_id)
+        await self.notices.deliver(queued)
         log.info("certificate unlocked", extra={"certificate_id": certificate_id})
         return await self.get(certificate_id)
 
@@ -343,6 +372,7 @@ class CertificateService:
         if pin is not None:
             await self.open_key(certificate_id, pin, require_usable=False, client_id=client_id)
         published: int | None = None
+        queued: list[OutboxNotice] = []
         async with self.db.transaction() as conn:
             repo = Repository(conn)
             if verification_id is not None:
@@ -358,11 +388,15 @@ class CertificateService:
                     await repo.set_revocation_reason(certificate_id, changed, now)
             if changed is not None:
                 published = await self.revocations.record(conn, certificate_id)
+                queued = await self.notices.enqueue(conn, NoticeKind.REVOKE,
+                                                    client_id=client_id, phone=holder.phone,
+                                                    now=now)
                 await audit.append(conn, self.secrets.audit_key, now=now, action="revoke",
                                    client_id=client_id, certificate_id=certificate_id,
                                    reason=changed.api_name,
                                    proof="pin" if pin is not None else "verification")
         await self.revocations.publish(published)
+        await self.notices.deliver(queued)
         log.info("certificate revoked", extra={"certificate_id": certificate_id,
                                                "reason": reason.api_name})
         return await self.get(certificate_id)
@@ -378,27 +412,33 @@ class CertificateService:
             person = await repo.get_person(certificate.person_id)
         assert person is not None
         is_birth_pattern = self.secrets.birth_pattern_test(person.birth_patterns)
-        return certificate, _Holder(person.id, person.name, person.phone, is_birth_pattern)
+        return certificate, _Holder(person.id, person.name, person.phone, is_birth_pattern,
+                                    contact_on_record(person))
 
     async def _precheck_verification(self, verification_id: str, client_id: str, phone: str,
-                                     purpose: Purpose) -> None:
+                                     purpose: Purpose, previous: PreviousPhone | None = None
+                                     ) -> None:
         """Fail fast, before key generation, on a verification that cannot count."""
         async with self.db.transaction(write=False) as conn:
             found = await Repository(conn).get_verification(verification_id)
         if found is None:
             raise NotFound("no such verification", code="verification_not_found")
         found[0].check_usable(self.clock.now(), client_id=client_id, phone=phone,
-                              purpose=purpose)
+                              purpose=purpose, previous=previous)
 
     @staticmethod
     async def _consume(repo: Repository, verification_id: str, client_id: str, phone: str,
-                       purpose: Purpose, now: datetime) -> None:
+                       purpose: Purpose, now: datetime, previous: PreviousPhone | None = None
+                       ) -> str:
+        """Use the verification up; returns the phone it was made with."""
         found = await repo.get_verification(verification_id)
         if found is None:
             raise NotFound("no such verification", code="verification_not_found")
-        found[0].check_usable(now, client_id=client_id, phone=phone, purpose=purpose)
+        found[0].check_usable(now, client_id=client_id, phone=phone, purpose=purpose,
+                              previous=previous)
         if not await repo.consume_verification(verification_id, now):
             raise Conflict("verification is used", code="verification_used")
+        return found[0].phone
 
     # --- automatic renewal ---------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Server secrets and the keyed hashes made with them (RRN lookup, OTP codes, PIN patterns,
-the audit chain). Each secret protects one thing; the README's key table says which."""
+the audit chain, contact data in the audit trail). Each secret protects one thing; the
+README's key table says which."""
 
 from __future__ import annotations
 
@@ -147,6 +148,12 @@ class ServerSecrets:
             raise RuntimeError("the audit chain has no key")
         others = (env,) if env is not None and current is not env else ()
         return AuditKeys(current=current, legacy=legacy, others=others)
+
+    def contact_hmac(self, field: str, value: str) -> str:
+        """Names a phone or a name in the audit trail without showing it: equal values give
+        equal HMACs, so a contact change can be followed across events."""
+        key = hmac.new(self.code_hmac_key, b"contact-hmac", hashlib.sha256).digest()
+        return hmac.new(key, f"{field}:{value}".encode(), hashlib.sha256).hexdigest()
 
     def code_hash(self, verification_id: str, code: str) -> str:
         return hmac.new(self.code_hmac_key, f"otp:{verification_id}:{code}".encode(),

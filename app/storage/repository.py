@@ -18,8 +18,16 @@ from app.domain.certificates import (
     RevocationReason,
     StoredState,
 )
+from app.domain.contact import ContactOnRecord
 from app.domain.verification import Channel, Purpose, Verification, VerificationStatus
 from app.storage.tables import certificates, clients, persons, verifications
+
+
+def contact_on_record(person: Row[Any]) -> ContactOnRecord:
+    return ContactOnRecord(person.name, person.phone, person.email,
+                           previous_phone=person.previous_phone,
+                           previous_name=person.previous_name,
+                           phone_replaced_at=person.phone_replaced_at)
 
 
 class PinCheckSlot(enum.Enum):
@@ -164,10 +172,12 @@ class Repository:
             id=person_id, rrn_hmac=rrn_hmac, name=name, phone=phone, email=email,
             birth_patterns=birth_patterns, created_at=now, updated_at=now))
 
-    async def update_person_contact(self, person_id: str, *, name: str, phone: str, email: str,
+    async def update_person_contact(self, person_id: str, contact: ContactOnRecord,
                                     now: datetime) -> None:
         await self.conn.execute(update(persons).where(persons.c.id == person_id).values(
-            name=name, phone=phone, email=email, updated_at=now))
+            name=contact.name, phone=contact.phone, email=contact.email,
+            previous_phone=contact.previous_phone, previous_name=contact.previous_name,
+            phone_replaced_at=contact.phone_replaced_at, updated_at=now))
 
     async def set_birth_patterns(self, person_id: str, birth_patterns: str,
                                  now: datetime) -> None:

@@ -71,6 +71,27 @@ persons = Table(
     Column("birth_patterns", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The phone (and name) the current phone replaced: it may start a reissue for 30 days.
+    Column("previous_phone", String(20), nullable=True),
+    Column("previous_name", String(200), nullable=True),
+    Column("phone_replaced_at", UtcDateTime, nullable=True),
+)
+
+# The outbox of SMS notices: written in the transaction of the change they tell of, sent
+# after it commits, sent again by the background loop while the provider fails.
+notices = Table(
+    "notices", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("phone", String(20), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("client_id", String(64), nullable=True),
+    Column("text", Text, nullable=False),  # never a code, a PIN or an RRN
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # Whoever is sending it holds it until then; a crashed sender's claim simply runs out.
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Index("ix_notices_sent_at_claimed_until", "sent_at", "claimed_until"),
 )
 
 certificates = Table(

@@ -51,7 +51,8 @@ def to_korean_national(phone: str) -> str:
 
 
 class NaverSensSms:
-    """:class:`app.domain.ports.PhoneVerifier` that sends SMS through SENS; no voice calls."""
+    """:class:`app.domain.ports.PhoneVerifier` that sends SMS through SENS, no voice calls;
+    also the :class:`app.domain.ports.Notifier` of the provider setup."""
 
     slug = "naver_sens"
 
@@ -79,6 +80,13 @@ class NaverSensSms:
 
     async def send_sms(self, *, verification_id: str, phone: str, text: str, code: str) -> None:
         """Send ``text`` to ``phone``; raise DependencyUnavailable unless SENS accepts it."""
+        await self._send(f"verification {verification_id}", phone, text)
+
+    async def send_notice(self, *, notice_id: str, phone: str, text: str) -> None:
+        """:class:`app.domain.ports.Notifier`: the same SMS, for a notice."""
+        await self._send(f"notice {notice_id}", phone, text)
+
+    async def _send(self, reference: str, phone: str, text: str) -> None:
         to = to_korean_national(phone)
         try:
             size = len(text.encode("euc-kr"))
@@ -124,11 +132,7 @@ class NaverSensSms:
             or reply.get("statusName") != "success"
         ):
             raise self._unavailable(f"{_PROVIDER} sent an unexpected reply (HTTP 202)")
-        logger.info(
-            "SENS accepted SMS for verification %s (request %s)",
-            verification_id,
-            reply["requestId"],
-        )
+        logger.info("SENS accepted SMS for %s (request %s)", reference, reply["requestId"])
 
     async def start_call(self, *, verification_id: str, phone: str) -> None:
         raise DependencyUnavailable(

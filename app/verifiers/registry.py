@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.domain.ports import Clock, PhoneVerifier
+from app.domain.ports import Clock, Notifier, PhoneVerifier
 from app.settings import Settings
 from app.verifiers.naver_sens import NaverSensSms
 from app.verifiers.sandbox import SandboxVerifier
@@ -39,3 +39,13 @@ def build_verifier(settings: Settings, clock: Clock, http: httpx.AsyncClient) ->
                        auth_token=twilio.auth_token.get_secret_value(),
                        caller_id=twilio.caller_id, public_base_url=settings.public_base_url,
                        base_url=twilio.base_url, http=http))
+
+
+def build_notifier(verifier: PhoneVerifier) -> Notifier:
+    """Notices go out the way verification SMS do: the sandbox keeps them in its outbox, the
+    provider sends them through SENS."""
+    if isinstance(verifier, ProviderVerifier):
+        return verifier.sms
+    if isinstance(verifier, SandboxVerifier):
+        return verifier
+    raise TypeError(f"no notifier goes with the {verifier.slug} verifier")

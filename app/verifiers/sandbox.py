@@ -1,5 +1,6 @@
-"""Development verifier: nothing leaves the machine. SMS texts wait in an in-memory outbox
-(``GET /sandbox/messages``); ARS calls wait for ``POST /sandbox/ars/{id}/keypad``."""
+"""Development verifier and notifier: nothing leaves the machine. SMS texts (codes and
+notices) wait in an in-memory outbox (``GET /sandbox/messages``); ARS calls wait for
+``POST /sandbox/ars/{id}/keypad``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ _OUTBOX_LIMIT = 1000
 class SandboxMessage:
     phone: str
     text: str
-    code: str
+    code: str | None  # None for a notice
     sent_at: datetime
 
 
@@ -30,6 +31,9 @@ class SandboxVerifier:
 
     async def send_sms(self, *, verification_id: str, phone: str, text: str, code: str) -> None:
         self._outbox.append(SandboxMessage(phone, text, code, self.clock.now()))
+
+    async def send_notice(self, *, notice_id: str, phone: str, text: str) -> None:
+        self._outbox.append(SandboxMessage(phone, text, None, self.clock.now()))
 
     async def start_call(self, *, verification_id: str, phone: str) -> None:
         self.calls.add(verification_id)
