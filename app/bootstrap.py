@@ -28,6 +28,7 @@ from app.services.csc import CscService
 from app.services.custody import KeyCustody
 from app.services.issuer import Issuer
 from app.services.limits import CounterStore, RateLimiter
+from app.services.lookup import LookupService
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
@@ -183,6 +184,7 @@ class Container:
     auth: AuthService
     verifications: VerificationService
     certificates: CertificateService
+    lookup: LookupService
     signing: SigningService
     csc: CscService
     status: StatusService
@@ -219,8 +221,9 @@ async def build_container(settings: Settings, clock: Clock,
     status = StatusService(db, ca, protector, settings.status,
                            distribution_point=issuer.profile.crl_url, clock=clock)
     certificates = CertificateService(db, issuer, custody, secrets_, clock, revocations=status)
-    signing = SigningService(db, certificates, clock)
     limiter = RateLimiter(_counter_store(settings.limits, db))
+    signing = SigningService(db, certificates, clock, limiter, settings.limits)
+    lookup = LookupService(db, secrets_, clock, limiter, settings.limits)
     try:
         await status.start()  # a responder and a CRL exist before the first request
     except BaseException:
@@ -235,5 +238,6 @@ async def build_container(settings: Settings, clock: Clock,
         auth=AuthService(db, secrets_, settings.oauth, clock),
         verifications=VerificationService(db, verifier, secrets_, clock, limiter,
                                           settings.limits),
-        certificates=certificates, signing=signing,
-        csc=CscService(db, certificates, signing, clock), status=status, limiter=limiter)
+        certificates=certificates, lookup=lookup, signing=signing,
+        csc=CscService(db, certificates, signing, lookup, clock), status=status,
+        limiter=limiter)

@@ -93,6 +93,8 @@ class LimitsSettings(BaseModel):
     wrong_codes_per_phone_per_hour: int = Field(10, ge=1)
     wrong_codes_per_client_per_hour: int = Field(1000, ge=1)
     signatures_per_certificate_per_minute: int = Field(60, ge=1)
+    # RRN lookups (v1 lookup, CSC credentials/list) of one bank client: an RRN is guessable.
+    lookups_per_client_per_minute: int = Field(60, ge=1)
     # Keep the counters in Redis instead of the database (e.g. redis://cache:6379/0).
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(1.0, gt=0, le=30)

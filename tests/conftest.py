@@ -138,7 +138,8 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         "limits": {"verifications_per_phone_per_10_minutes": 1000,
                    "wrong_codes_per_phone_per_hour": 1000,
                    "wrong_codes_per_client_per_hour": 100_000,
-                   "signatures_per_certificate_per_minute": 100_000},
+                   "signatures_per_certificate_per_minute": 100_000,
+                   "lookups_per_client_per_minute": 100_000},
         "log_level": "DEBUG",
     }
     if KEYS == "pkcs11":
