@@ -124,15 +124,6 @@ class Repository:
             select(verifications).where(verifications.c.id == verification_id))).first()
         return None if row is None else (_verification(row), row.code_hash)
 
-    async def mark_verified(self, verification_id: str, now: datetime) -> bool:
-        result = await self.conn.execute(
-            update(verifications)
-            .where(verifications.c.id == verification_id,
-                   verifications.c.status == VerificationStatus.PENDING.value,
-                   verifications.c.expires_at > now)
-            .values(status=VerificationStatus.VERIFIED.value, verified_at=now))
-        return result.rowcount == 1
-
     async def take_code_try(self, verification_id: str, now: datetime, max_wrong: int
                             ) -> CodeTry:
         """Take one try of the code before it is compared: a conditional update, counted as
