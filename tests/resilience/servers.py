@@ -71,6 +71,7 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         "CERTCLOUD_LIMITS__VERIFICATIONS_PER_PHONE_PER_10_MINUTES": "1000",
         "CERTCLOUD_LIMITS__VERIFICATIONS_PER_CLIENT_PER_MINUTE": "5000",
         "CERTCLOUD_LIMITS__SIGNATURES_PER_CERTIFICATE_PER_MINUTE": "1000",
+        "CERTCLOUD_LIMITS__LOOKUPS_PER_CLIENT_PER_MINUTE": "5000",
         "CERTCLOUD_LOG_LEVEL": "INFO",
     })
     env.update(extra)
