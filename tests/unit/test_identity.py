@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from app.domain.errors import InvalidInput
-from app.domain.identity import Rrn, birth_date_patterns, check_pin, parse_rrn
+from app.domain.identity import Rrn, birth_date_patterns, check_pin, check_pin_format, parse_rrn
 
 TODAY = date(2026, 11, 25)
 
@@ -221,3 +221,23 @@ def test_pin_policy_checks_format_before_strength() -> None:
     # A 7-character "run" is a format error, not a weak PIN.
     _pin_error("1234567", "pin_format")
     _pin_error("11111", "pin_format")
+
+
+@pytest.mark.parametrize("pin", ["", "abc", "90271", "9027145", "902714\n", " 902714",
+                                 "\uff19\uff10\uff12\uff17\uff11\uff14",  # fullwidth
+                                 "\u0669\u0660\u0662\u0667\u0661\u0664",  # Arabic-Indic
+                                 None, 902714])
+def test_a_pin_tried_must_be_six_ascii_digits(pin: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_pin_format(pin)
+    assert refused.value.code == "pin_malformed"
+    with pytest.raises(InvalidInput) as new_pin:  # the same rule for a new PIN, its own code
+        check_pin(pin, is_birth_pattern=_never)
+    assert new_pin.value.code == "pin_format"
+
+
+def test_a_weak_pin_is_well_formed_when_tried() -> None:
+    """Only the format is checked for a PIN tried: weak PINs set before a policy change (or
+    by anyone) still open their key."""
+    assert check_pin_format("111111") == "111111"
+    assert check_pin_format("012345") == "012345"
