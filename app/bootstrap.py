@@ -30,6 +30,7 @@ from app.services.custody import KeyCustody
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
+from app.services.lookup import LookupService
 from app.services.notices import Notices
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
@@ -280,6 +281,7 @@ class Container:
     auth: AuthService
     verifications: VerificationService
     certificates: CertificateService
+    lookup: LookupService
     signing: SigningService
     csc: CscService
     status: StatusService
@@ -322,8 +324,9 @@ async def build_container(settings: Settings, clock: Clock,
     notices = Notices(db, build_notifier(verifier), secrets_, clock)
     certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
                                       revocations=status)
-    signing = SigningService(db, certificates, clock)
     limiter = RateLimiter(_counter_store(settings.limits, db))
+    signing = SigningService(db, certificates, clock, limiter, settings.limits)
+    lookup = LookupService(db, secrets_, clock, limiter, settings.limits)
     try:
         async with db.transaction() as conn:  # rows from before the chain's own key
             await audit.seal_legacy_rows(conn, secrets_.audit_key, clock.now())
@@ -341,6 +344,6 @@ async def build_container(settings: Settings, clock: Clock,
         auth=AuthService(db, secrets_, settings.oauth, clock, limiter, settings.limits),
         verifications=VerificationService(db, verifier, secrets_, clock, limiter,
                                           settings.limits),
-        certificates=certificates, signing=signing,
-        csc=CscService(db, certificates, signing, clock), status=status, limiter=limiter,
-        custody=custody, notices=notices)
+        certificates=certificates, lookup=lookup, signing=signing,
+        csc=CscService(db, certificates, signing, lookup, clock), status=status,
+        limiter=limiter, custody=custody, notices=notices)

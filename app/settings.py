@@ -106,6 +106,8 @@ class LimitsSettings(BaseModel):
     # address alone cannot lock a bank out).
     token_attempts_per_address_per_minute: int = Field(60, ge=1)
     token_failures_per_client_per_minute: int = Field(300, ge=1)
+    # RRN lookups (v1 lookup, CSC credentials/list) of one bank client: an RRN is guessable.
+    lookups_per_client_per_minute: int = Field(60, ge=1)
     # Keep the counters in Redis instead of the database (e.g. redis://cache:6379/0).
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(1.0, gt=0, le=30)

@@ -139,7 +139,8 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
                    "wrong_codes_per_phone_per_hour": 1000,
                    "wrong_codes_per_client_per_hour": 100_000,
                    "signatures_per_certificate_per_minute": 100_000,
-                   "token_attempts_per_address_per_minute": 100_000},
+                   "token_attempts_per_address_per_minute": 100_000,
+                   "lookups_per_client_per_minute": 100_000},
         "log_level": "DEBUG",
     }
     if KEYS == "pkcs11":

@@ -95,15 +95,25 @@ def pin_substrings(pin: str) -> Iterable[str]:
             yield pin[start : start + size]
 
 
+def check_pin_format(pin: object, *, code: str = "pin_malformed") -> str:
+    """The format every PIN has, new or tried: exactly 6 ASCII digits. A PIN given to open a
+    key is checked with this first, so a malformed one costs no try and no KDF run.
+
+    :raises InvalidInput: with ``code`` (``pin_malformed`` for a PIN tried).
+    """
+    if not isinstance(pin, str) or not _PIN.fullmatch(pin):
+        raise InvalidInput("pin must be exactly 6 digits", code=code)
+    return pin
+
+
 def check_pin(pin: object, *, is_birth_pattern: Callable[[str], bool]) -> str:
-    """Apply the PIN policy and return the PIN.
+    """Apply the PIN policy to a new PIN and return it.
 
     :param is_birth_pattern: says whether a digit string is one of the holder's birth-date
         patterns (the patterns are kept as keyed hashes, so the caller supplies the test).
     :raises InvalidInput: with code ``pin_format`` or ``pin_weak``.
     """
-    if not isinstance(pin, str) or not _PIN.fullmatch(pin):
-        raise InvalidInput("pin must be exactly 6 digits", code="pin_format")
+    pin = check_pin_format(pin, code="pin_format")
     if len(set(pin)) == 1:
         raise InvalidInput("pin must not repeat one digit", code="pin_weak")
     steps = {int(b) - int(a) for a, b in pairwise(pin)}

@@ -39,10 +39,14 @@ async def issue_certificate(body: CertificateCreate, principal: IssueClient,
 
 @router.post("/lookup", response_model=CertificateList, operation_id="lookup_certificates",
              summary="Find a person's certificates by RRN (newest first)",
-             responses=problem_responses(400, 401, 403, 422))
-async def lookup_certificates(body: LookupRequest, _principal: ReadClient,
+             description="Each bank client may look up only so many RRNs a minute (429 "
+                         "`rate_limited_lookups_per_client` with `Retry-After` past that); "
+                         "every lookup, found or not, is audited with a keyed hash of the RRN.",
+             responses=problem_responses(400, 401, 403, 422, 429, 503))
+async def lookup_certificates(body: LookupRequest, principal: ReadClient,
                               container: ContainerDep) -> CertificateList:
-    found = await container.certificates.lookup(body.rrn)
+    found = await container.lookup.lookup(client_id=principal.client_id, rrn=body.rrn,
+                                          via="v1")
     now = container.clock.now()
     return CertificateList(data=[CertificatePublic.of(c, now) for c in found], count=len(found))
 

@@ -163,7 +163,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
     for status, text in ((400, "CSC error (invalid_request, invalid_pin, access_denied)"),
                          (401, "invalid_token"), (403, "insufficient_scope"),
-                         (429, "rate_limited (too many PIN checks in flight; Retry-After)"),
+                         (429, "rate_limited (too many PIN checks in flight, signatures of "
+                               "the certificate or lookups of the client; Retry-After)"),
                          (503, "temporarily_unavailable"))}
 
 
@@ -223,11 +224,12 @@ class ListReply(BaseModel):
 @router.post("/credentials/list", response_model=ListReply, operation_id="csc_credentials_list",
              summary="CSC: the holder's active credential (userID is the RRN)",
              responses=_ERRORS)
-async def credentials_list(body: ListRequest, _principal: SignClient,
+async def credentials_list(body: ListRequest, principal: SignClient,
                            container: ContainerDep) -> ListReply:
     if body.pageToken is not None:
         raise CscError(400, "invalid_request", "Invalid parameter pageToken")
-    found = await container.csc.list_credentials(body.userID)
+    found = await container.csc.list_credentials(client_id=principal.client_id,
+                                                 user_id=body.userID)
     return ListReply(credentialIDs=found[: body.maxResults] if body.maxResults else found)
 
 

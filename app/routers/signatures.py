@@ -15,7 +15,6 @@ from app.domain.errors import InvalidInput
 from app.pki.signing import Mechanism, Padding
 from app.routers.problems import problem_responses
 from app.routers.schemas import CertificatePublic
-from app.services.limits import Limit
 from app.services.signing import MAX_BATCH, Payload, SignatureFormat, SignOptions
 
 router = APIRouter(prefix="/v1/certificates", tags=["signatures"])
@@ -103,9 +102,6 @@ def _payloads(body: SignatureCreate) -> tuple[list[Payload], bool]:
 async def create_signature(certificate_id: str, body: SignatureCreate, principal: SignClient,
                            container: ContainerDep) -> JSONResponse:
     payloads, batch = _payloads(body)
-    limit = Limit("signatures_per_certificate",
-                  container.settings.limits.signatures_per_certificate_per_minute, 60)
-    await container.limiter.hit(limit, certificate_id, container.clock.now())
     signed = await container.signing.sign(
         client_id=principal.client_id, certificate_id=certificate_id, pin=body.pin,
         payloads=payloads,

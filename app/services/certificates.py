@@ -1,4 +1,5 @@
-"""Certificate use cases: issue, reissue, unlock, change PIN, revoke, read and look up."""
+"""Certificate use cases: issue, reissue, unlock, change PIN, revoke and read (a lookup by
+RRN is ``app.services.lookup``)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,13 @@ from app.domain.certificates import (
 )
 from app.domain.contact import ContactOnRecord
 from app.domain.errors import Conflict, InvalidInput, NotFound, RateLimited
-from app.domain.identity import birth_date_patterns, check_person_name, check_pin, parse_rrn
+from app.domain.identity import (
+    birth_date_patterns,
+    check_person_name,
+    check_pin,
+    check_pin_format,
+    parse_rrn,
+)
 from app.domain.notices import NoticeKind
 from app.domain.ports import Clock
 from app.domain.verification import PreviousPhone, Purpose, normalize_phone
@@ -100,13 +107,6 @@ class CertificateService:
     async def by_serial(self, serial: str) -> Certificate | None:
         async with self.db.transaction(write=False) as conn:
             return await Repository(conn).get_certificate_by_serial(serial)
-
-    async def lookup(self, rrn: str) -> list[Certificate]:
-        digits = parse_rrn(rrn, today=self.clock.now().date()).digits
-        async with self.db.transaction(write=False) as conn:
-            repo = Repository(conn)
-            person = await repo.person_by_rrn_hmac(await self.secrets.rrn_lookup_hmac(digits))
-            return [] if person is None else await repo.certificates_of_person(person.id)
 
     # --- issue and reissue ---------------------------------------------------------------
 
@@ -189,11 +189,13 @@ class CertificateService:
                                wrapped)
 
     async def _add_pending(self, repo: Repository, new: _NewCertificate, *, person_id: str,
-                           client_id: str, replaces_id: str | None, now: datetime) -> None:
+                           client_id: str, replaces_id: str | None, now: datetime,
+                           pin_lineage_id: str | None = None) -> None:
         await repo.add_pending_certificate(
             certificate_id=new.id, person_id=person_id, serial=serial_hex(new.serial),
             not_before=now, not_after=now + VALIDITY, key_algorithm=self.issuer.key_algorithm,
-            client_id=client_id, replaces_id=replaces_id, now=now)
+            client_id=client_id, replaces_id=replaces_id, now=now,
+            pin_lineage_id=pin_lineage_id)
 
     async def _sign_and_activate(self, new: _NewCertificate, *, person_id: str, name: str,
                                  now: datetime, client_id: str, action: str,
@@ -260,15 +262,20 @@ class CertificateService:
         """Check the PIN by opening the key. A check is reserved before the (slow) KDF runs,
         in its own committed update, so concurrent wrong PINs never add up past the limit;
         a right PIN settles its reservation without counting, so concurrent right PINs
-        wait for a slot instead of locking the certificate."""
+        wait for a slot instead of locking the certificate. Tries are counted per PIN
+        lineage (every certificate sealed under this PIN), not per certificate.
+
+        :raises InvalidInput: ``pin_malformed``, before any try is reserved.
+        """
+        check_pin_format(pin)
         now = self.clock.now()
-        certificate, master_key_id, wrapped = await self._reserve_pin_check(
+        certificate, lineage_id, master_key_id, wrapped = await self._reserve_pin_check(
             certificate_id, require_usable)
         try:
             key = await self.custody.open(certificate_id, master_key_id, wrapped, pin)
         except WrongPin:
             async with self.db.transaction() as conn:
-                wrong_pins = await Repository(conn).settle_wrong_pin(certificate_id, now)
+                wrong_pins = await Repository(conn).settle_wrong_pin(lineage_id, now)
                 await audit.append(conn, self.secrets.audit_key, now=now, action="pin_check",
                                    result="failure", client_id=client_id,
                                    certificate_id=certificate_id, wrong_pins=wrong_pins)
@@ -282,10 +289,10 @@ class CertificateService:
             # reserved check back uncounted. If even that fails, the slot's lease ends it.
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as conn:
-                    await Repository(conn).release_pin_check(certificate_id, now)
+                    await Repository(conn).release_pin_check(lineage_id, now)
             raise
         async with self.db.transaction() as conn:
-            await Repository(conn).settle_right_pin(certificate_id, now)
+            await Repository(conn).settle_right_pin(lineage_id, now)
             if audit_action is not None:  # what the key was opened for, e.g. "sign"
                 await audit.append(conn, self.secrets.audit_key, now=now, action=audit_action,
                                    client_id=client_id, certificate_id=certificate_id)
@@ -293,9 +300,10 @@ class CertificateService:
         return certificate, key
 
     async def _reserve_pin_check(self, certificate_id: str, require_usable: bool
-                                 ) -> tuple[Certificate, str, bytes]:
-        """Wait (up to ``PIN_CHECK_WAIT``) for a free PIN-check slot; every replica shares
-        the count in the certificate row."""
+                                 ) -> tuple[Certificate, str, str, bytes]:
+        """Wait (up to ``PIN_CHECK_WAIT``) for a free PIN-check slot of the certificate's PIN
+        lineage; every replica shares the count in the lineage's row. Returns the
+        certificate, its lineage, and its sealed key."""
         deadline = time.monotonic() + PIN_CHECK_WAIT.total_seconds()
         while True:
             now = self.clock.now()
@@ -306,10 +314,11 @@ class CertificateService:
                     raise NotFound("no such certificate", code="certificate_not_found")
                 if require_usable:
                     certificate.check_can_use_key(now)
-                slot = await repo.reserve_pin_check(certificate_id, now, PIN_CHECK_LEASE)
+                lineage_id = await repo.pin_lineage_of(certificate_id)
+                slot = await repo.reserve_pin_check(lineage_id, now, PIN_CHECK_LEASE)
                 if slot is PinCheckSlot.RESERVED:
                     master_key_id, wrapped = await repo.wrapped_key(certificate_id)
-                    return certificate, master_key_id, wrapped
+                    return certificate, lineage_id, master_key_id, wrapped
             if slot is PinCheckSlot.LOCKED:
                 raise_locked()
             if time.monotonic() >= deadline:
@@ -319,6 +328,7 @@ class CertificateService:
 
     async def change_pin(self, *, certificate_id: str, pin: str, new_pin: str,
                          client_id: str | None = None) -> Certificate:
+        check_pin_format(pin)
         _certificate, holder = await self._load_with_holder(certificate_id)
         check_pin(new_pin, is_birth_pattern=holder.is_birth_pattern)
         if secrets.compare_digest(pin.encode(), new_pin.encode()):
@@ -327,8 +337,10 @@ class CertificateService:
         master_key_id, wrapped = await self.custody.seal(key, new_pin, certificate_id)
         async with self.db.transaction() as conn:
             now = self.clock.now()
-            await Repository(conn).replace_wrapped_key(
+            repo = Repository(conn)
+            await repo.replace_wrapped_key(
                 certificate_id, master_key_id=master_key_id, wrapped_key=wrapped, now=now)
+            await repo.start_own_pin_lineage(certificate_id, now)
             queued = await self.notices.enqueue(conn, NoticeKind.PIN_CHANGE,
                                                 client_id=client_id, phone=holder.phone, now=now)
             await audit.append(conn, self.secrets.audit_key, now=now, action="pin_change",
@@ -466,8 +478,10 @@ class CertificateService:
             if (current is None or current.status_at(now) is not CertificateStatus.ACTIVE
                     or await repo.is_replaced(certificate.id)):
                 return None
+            # Sealed under the same PIN: the successor shares the predecessor's tries.
             await self._add_pending(repo, new, person_id=holder.person_id, client_id=client_id,
-                                    replaces_id=certificate.id, now=now)
+                                    replaces_id=certificate.id, now=now,
+                                    pin_lineage_id=await repo.pin_lineage_of(certificate.id))
         renewed = await self._sign_and_activate(new, person_id=holder.person_id,
                                                 name=holder.name, now=now, client_id=client_id,
                                                 action="renew")

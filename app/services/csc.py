@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.domain.certificates import Certificate, CertificateStatus
 from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.identity import check_pin_format
 from app.domain.ports import Clock
 from app.pki.signing import (
     Mechanism,
@@ -50,6 +51,7 @@ from app.pki.signing import (
     mechanism_for_csc,
 )
 from app.services.certificates import CertificateService
+from app.services.lookup import LookupService
 from app.services.signing import MAX_BATCH, SigningService
 from app.storage.csc_repository import SadRepository, StoredSad
 from app.storage.db import Database
@@ -133,15 +135,20 @@ def _binding(sad_id: str, credential_id: str, client_id: str) -> bytes:
 
 class CscService:
     def __init__(self, db: Database, certificates: CertificateService, signing: SigningService,
-                 clock: Clock) -> None:
+                 lookup: LookupService, clock: Clock) -> None:
         self.db, self.certificates, self.signing, self.clock = db, certificates, signing, clock
+        self.lookup = lookup
 
     # --- credentials ---------------------------------------------------------------------
 
-    async def list_credentials(self, user_id: str) -> list[str]:
-        """``credentials/list``: the person's active credential (by RRN), if any."""
+    async def list_credentials(self, *, client_id: str, user_id: str) -> list[str]:
+        """``credentials/list``: the person's active credential (by RRN), if any; limited
+        and audited as every lookup by RRN is.
+
+        :raises RateLimited: the client's lookups of this minute are used up.
+        """
         try:
-            found = await self.certificates.lookup(user_id)
+            found = await self.lookup.lookup(client_id=client_id, rrn=user_id, via="csc")
         except InvalidInput:
             raise CscRequestError("Invalid parameter userID", code="user_id_invalid") from None
         now = self.clock.now()
@@ -166,9 +173,16 @@ class CscService:
                         num_signatures: int, hashes_b64: Sequence[str]) -> Authorization:
         """``credentials/authorize`` at SCAL 2: PIN + hashes -> a SAD for exactly those.
 
-        :raises CscRequestError: bad parameters (nothing is tried or signed).
+        :raises CscRequestError: bad parameters, a malformed PIN included (nothing is tried,
+            counted or signed).
         :raises PinInvalid: wrong PIN (counted); ``PinLocked``; ``Conflict``: revoked/expired.
+        :raises RateLimited: the certificate's signatures of this minute are used up.
         """
+        try:
+            check_pin_format(pin)
+        except InvalidInput:
+            raise CscRequestError("Invalid parameter PIN: it must be 6 digits",
+                                  code="pin_malformed") from None
         if num_signatures < 1:
             raise CscRequestError("Invalid value for parameter numSignatures",
                                   code="num_signatures_invalid")

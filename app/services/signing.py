@@ -2,8 +2,9 @@
 
 The holder's private key is unwrapped only here (through ``CertificateService.open_key`` or a
 renewal), used for the signatures of one request, and dropped before the reply goes out. Every
-input check runs before the PIN is tried, so a malformed request neither signs anything nor
-costs the holder one of the five tries.
+input check (the PIN's format included) runs before the per-certificate signature limit is
+counted and the PIN is tried, so a malformed request neither signs anything nor costs the holder
+one of the five tries or a signature of the minute's quota.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cryptography import x509
 
 from app.domain.certificates import Certificate, CertificateStatus
 from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, PinInvalid
+from app.domain.identity import check_pin_format
 from app.domain.ports import Clock
 from app.pki.cms import build_signed_data
 from app.pki.keys import UserPrivateKey
@@ -33,6 +35,8 @@ from app.pki.signing import (
     sign_digests,
 )
 from app.services.certificates import CertificateService
+from app.services.limits import Limit, RateLimiter
+from app.settings import LimitsSettings
 from app.storage.db import Database
 from app.storage.repository import Repository
 
@@ -101,21 +105,29 @@ def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
 
 
 class SigningService:
-    def __init__(self, db: Database, certificates: CertificateService, clock: Clock) -> None:
-        self.db, self.certificates, self.clock = db, certificates, clock
+    def __init__(self, db: Database, certificates: CertificateService, clock: Clock,
+                 limiter: RateLimiter, limits: LimitsSettings | None = None) -> None:
+        self.db, self.certificates, self.clock, self.limiter = db, certificates, clock, limiter
+        limits = limits or LimitsSettings()
+        self.per_certificate = Limit("signatures_per_certificate",
+                                     limits.signatures_per_certificate_per_minute, 60)
 
     async def sign(self, *, client_id: str, certificate_id: str, pin: str,
                    payloads: Sequence[Payload], options: SignOptions) -> Signed:
         """Sign each payload under one PIN check, in order; renew the certificate first when it
         is inside its renewal window, and then sign with the renewed one.
 
-        :raises InvalidInput: see :func:`check_payloads`; PSS asked of an EC key.
+        :raises InvalidInput: see :func:`check_payloads`; PSS asked of an EC key; a malformed
+            PIN (``pin_malformed``).
         :raises NotFound: no such certificate.
         :raises Conflict: revoked or expired (an expired certificate neither signs nor renews).
+        :raises RateLimited: the certificate's signatures of this minute are used up.
         :raises PinInvalid: wrong PIN (the try counts); ``PinLocked``: five in a row.
         """
+        check_pin_format(pin)
         check_payloads(payloads, options)
         await self._check_key_type(certificate_id, options.mechanism)
+        await self._count_signature(certificate_id)
         certificate, key = await self.certificates.open_key(certificate_id, pin,
                                                             client_id=client_id,
                                                             audit_action="sign")
@@ -146,8 +158,11 @@ class SigningService:
         (the CSC API: the caller has already built its signed attributes around this
         certificate).
 
-        :raises InvalidInput: a digest of the wrong length, or more than ``MAX_BATCH``.
+        :raises InvalidInput: a digest of the wrong length, or more than ``MAX_BATCH``; a
+            malformed PIN.
+        :raises RateLimited: the certificate's signatures of this minute are used up.
         """
+        check_pin_format(pin)
         if not digests or len(digests) > MAX_BATCH:
             raise InvalidInput(f"give 1 to {MAX_BATCH} digests", code="too_many_items")
         try:
@@ -156,6 +171,7 @@ class SigningService:
         except SigningInputError as exc:
             raise InvalidInput(str(exc), code="digest_length_invalid") from None
         await self._check_key_type(certificate_id, mechanism)
+        await self._count_signature(certificate_id)
         certificate, key = await self.certificates.open_key(certificate_id, pin,
                                                             client_id=client_id,
                                                             audit_action="sign")
@@ -166,6 +182,11 @@ class SigningService:
         log.info("signed", extra={"certificate_id": certificate.id, "count": len(signatures),
                                   "format": "csc", "renewed": False})
         return certificate, signatures
+
+    async def _count_signature(self, certificate_id: str) -> None:
+        """The per-certificate signature limit: counted once the request is valid, before the
+        PIN is tried (so it also bounds how fast tries follow one another)."""
+        await self.limiter.hit(self.per_certificate, certificate_id, self.clock.now())
 
     async def _check_key_type(self, certificate_id: str, mechanism: Mechanism) -> None:
         """PSS is for RSA keys: refuse it for an EC key before the PIN is tried. (Every key

@@ -7,6 +7,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from app.domain.ports import Clock, PhoneVerifier
@@ -24,7 +25,7 @@ from app.services.limits import Limit, RateLimiter
 from app.services.secrets import ServerSecrets
 from app.settings import LimitsSettings
 from app.storage.db import Database
-from app.storage.repository import Repository
+from app.storage.repository import CodeTry, Repository
 
 log = logging.getLogger(__name__)
 
@@ -123,45 +124,67 @@ class VerificationService:
 
     async def _confirm(self, verification_id: str, code: str, *, client_id: str | None,
                        channel: Channel) -> Verification:
+        """Take a try first, then compare: a conditional update takes one of the
+        ``MAX_WRONG_CODES`` tries and holds the row until the comparison is settled, so
+        concurrent confirms never compare more codes than there are tries; a right code gives
+        its try back. The limits are read before the transaction, on connections of their own,
+        so a transaction never waits for a second pooled connection."""
         if not _may_exist(verification_id):
             raise NotFound("no such verification", code="verification_not_found")
         now = self.clock.now()
+        verification = await self._confirmable(verification_id, client_id, channel, now)
+        await self.limiter.check(self.wrong_codes, verification.phone, now)
+        await self.limiter.check(self.wrong_codes_per_client, verification.client_id, now)
+        wrong: int | None = None
         async with self.db.transaction() as conn:
             repo = Repository(conn)
+            if await repo.take_code_try(verification_id, now, MAX_WRONG_CODES) \
+                    is CodeTry.REFUSED:
+                current = await repo.get_verification(verification_id)
+                assert current is not None
+                current[0].check_confirmable(now, verification.client_id)
+                raise Conflict("verification changed concurrently", code="concurrent_change")
             found = await repo.get_verification(verification_id)
-            if found is None or (client_id is not None and found[0].client_id != client_id):
-                raise NotFound("no such verification", code="verification_not_found")
-            verification, code_hash = found
-            verification.check_confirmable(now, verification.client_id)
-            await self.limiter.check(self.wrong_codes, verification.phone, now)
-            await self.limiter.check(self.wrong_codes_per_client, verification.client_id, now)
-            if verification.channel is not channel:
-                raise Conflict(f"a {verification.channel.value} verification cannot be confirmed "
-                               f"this way", code="verification_channel_mismatch")
-            given = self.secrets.code_hash(verification_id, code)
-            if hmac.compare_digest(given, code_hash):
-                if not await repo.mark_verified(verification_id, now):
-                    raise Conflict("verification changed concurrently",
-                                   code="concurrent_change")
-                verified = True
+            assert found is not None
+            verified = hmac.compare_digest(self.secrets.code_hash(verification_id, code),
+                                           found[1])
+            if verified:
+                await repo.settle_right_code(verification_id, now)
             else:
-                wrong = await repo.count_wrong_code(verification_id, MAX_WRONG_CODES)
-                verified = False
+                wrong = await repo.settle_wrong_code(verification_id, MAX_WRONG_CODES)
             await audit.append(conn, self.secrets.audit_key, now=now,
                                action="verification_confirm",
                                result="ok" if verified else "failure",
                                client_id=verification.client_id,
                                verification_id=verification_id,
-                               wrong_tries=None if verified else wrong)
-        if not verified:
+                               wrong_tries=wrong)
+        if wrong is not None:
             await self.limiter.hit(self.wrong_codes, verification.phone, now)
             await self.limiter.hit(self.wrong_codes_per_client, verification.client_id, now)
-            remaining = max(MAX_WRONG_CODES - (wrong or MAX_WRONG_CODES), 0)
+            remaining = max(MAX_WRONG_CODES - wrong, 0)
             log.info("verification code wrong", extra={"verification_id": verification_id})
             raise InvalidInput("the code does not match" + ("" if remaining else
                                "; the verification has failed, start a new one"),
                                code="verification_code_invalid", remaining_attempts=remaining)
         return await self._reload(verification_id)
+
+    async def _confirmable(self, verification_id: str, client_id: str | None,
+                           channel: Channel, now: datetime) -> Verification:
+        """The verification, if this caller may confirm it this way now.
+
+        :raises NotFound: unknown, or another bank's.
+        :raises Conflict: no longer pending, expired, or of the other channel.
+        """
+        async with self.db.transaction(write=False) as conn:
+            found = await Repository(conn).get_verification(verification_id)
+        if found is None or (client_id is not None and found[0].client_id != client_id):
+            raise NotFound("no such verification", code="verification_not_found")
+        verification = found[0]
+        verification.check_confirmable(now, verification.client_id)
+        if verification.channel is not channel:
+            raise Conflict(f"a {verification.channel.value} verification cannot be confirmed "
+                           f"this way", code="verification_channel_mismatch")
+        return verification
 
     async def _reload(self, verification_id: str) -> Verification:
         async with self.db.transaction(write=False) as conn:

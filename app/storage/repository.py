@@ -36,6 +36,33 @@ class PinCheckSlot(enum.Enum):
     LOCKED = "locked"
 
 
+class CodeTry(enum.Enum):
+    """What taking a try of a verification code found."""
+
+    TAKEN = "taken"
+    REFUSED = "refused"  # no longer pending (verified, failed, used) or expired
+
+
+# The PIN lineage of a certificate: the certificates whose keys are sealed under one PIN (a
+# renewal's successor joins its predecessor's). It is named by its first certificate, whose
+# row keeps the lineage's wrong-PIN count and PIN checks in flight; NULL names the row itself.
+_lineage = certificates.alias("lineage")
+
+
+def _lineage_id(certificate_id: str) -> ColumnElement[str]:
+    """The lineage of one certificate, as a scalar subquery."""
+    own = certificates.alias("own")
+    return (select(func.coalesce(own.c.pin_lineage_id, own.c.id))
+            .where(own.c.id == certificate_id).scalar_subquery())
+
+
+def _with_lineage_count() -> Any:
+    """Certificate rows with the wrong-PIN count of their lineage (what locks them)."""
+    return (select(certificates, _lineage.c.wrong_pins.label("lineage_wrong_pins"))
+            .join(_lineage, _lineage.c.id == func.coalesce(certificates.c.pin_lineage_id,
+                                                           certificates.c.id)))
+
+
 def _certificate(row: Row[Any]) -> Certificate:
     return Certificate(
         id=row.id, person_id=row.person_id, serial=row.serial, state=StoredState(row.state),
@@ -44,7 +71,7 @@ def _certificate(row: Row[Any]) -> Certificate:
         replaces_id=row.replaces_id,
         revocation_reason=(None if row.revocation_reason is None
                            else RevocationReason(row.revocation_reason)),
-        revoked_at=row.revoked_at, wrong_pins=row.wrong_pins)
+        revoked_at=row.revoked_at, wrong_pins=row.lineage_wrong_pins)
 
 
 def _verification(row: Row[Any]) -> Verification:
@@ -112,26 +139,37 @@ class Repository:
             select(verifications).where(verifications.c.id == verification_id))).first()
         return None if row is None else (_verification(row), row.code_hash)
 
-    async def mark_verified(self, verification_id: str, now: datetime) -> bool:
+    async def take_code_try(self, verification_id: str, now: datetime, max_wrong: int
+                            ) -> CodeTry:
+        """Take one try of the code before it is compared: a conditional update, counted as
+        wrong until :meth:`settle_right_code` gives it back. It holds the row lock until the
+        transaction ends, so concurrent confirms of one verification take their tries one
+        after the other and never more than ``max_wrong`` are compared."""
         result = await self.conn.execute(
             update(verifications)
             .where(verifications.c.id == verification_id,
                    verifications.c.status == VerificationStatus.PENDING.value,
-                   verifications.c.expires_at > now)
-            .values(status=VerificationStatus.VERIFIED.value, verified_at=now))
-        return result.rowcount == 1
+                   verifications.c.expires_at > now,
+                   verifications.c.wrong_codes < max_wrong)
+            .values(wrong_codes=verifications.c.wrong_codes + 1))
+        return CodeTry.TAKEN if result.rowcount == 1 else CodeTry.REFUSED
 
-    async def count_wrong_code(self, verification_id: str, max_wrong: int) -> int | None:
-        """Add a wrong try atomically; the verification fails at ``max_wrong``. Returns the new
-        count, or None when it was no longer pending."""
-        result = await self.conn.execute(
+    async def settle_right_code(self, verification_id: str, now: datetime) -> None:
+        """The taken try matched: give it back and mark the verification verified."""
+        await self.conn.execute(
             update(verifications)
             .where(verifications.c.id == verification_id,
                    verifications.c.status == VerificationStatus.PENDING.value)
-            .values(wrong_codes=verifications.c.wrong_codes + 1)
-            .returning(verifications.c.wrong_codes))
-        count = result.scalar_one_or_none()
-        if count is not None and count >= max_wrong:
+            .values(status=VerificationStatus.VERIFIED.value, verified_at=now,
+                    wrong_codes=verifications.c.wrong_codes - 1))
+
+    async def settle_wrong_code(self, verification_id: str, max_wrong: int) -> int:
+        """The taken try did not match: it stays counted; the verification fails at
+        ``max_wrong``. Returns the wrong tries so far."""
+        count = int((await self.conn.execute(
+            select(verifications.c.wrong_codes)
+            .where(verifications.c.id == verification_id))).scalar_one())
+        if count >= max_wrong:
             await self.conn.execute(update(verifications)
                                     .where(verifications.c.id == verification_id)
                                     .values(status=VerificationStatus.FAILED.value))
@@ -190,22 +228,22 @@ class Repository:
                               ) -> Certificate | None:
         if not _may_exist(certificate_id):
             return None
-        query = select(certificates).where(certificates.c.id == certificate_id,
-                                           certificates.c.state != StoredState.PENDING.value)
+        query = _with_lineage_count().where(certificates.c.id == certificate_id,
+                                            certificates.c.state != StoredState.PENDING.value)
         if for_update:
-            query = query.with_for_update()
+            query = query.with_for_update(of=certificates)
         row = (await self.conn.execute(query)).first()
         return None if row is None else _certificate(row)
 
     async def get_certificate_by_serial(self, serial: str) -> Certificate | None:
-        row = (await self.conn.execute(select(certificates).where(
+        row = (await self.conn.execute(_with_lineage_count().where(
             certificates.c.serial == serial,
             certificates.c.state != StoredState.PENDING.value))).first()
         return None if row is None else _certificate(row)
 
     async def certificates_of_person(self, person_id: str) -> list[Certificate]:
         rows = (await self.conn.execute(
-            select(certificates)
+            _with_lineage_count()
             .where(certificates.c.person_id == person_id,
                    certificates.c.state != StoredState.PENDING.value)
             .order_by(certificates.c.created_at.desc(), certificates.c.id))).all()
@@ -218,7 +256,7 @@ class Repository:
         return bool(count)
 
     async def active_certificate_of(self, person_id: str) -> Certificate | None:
-        row = (await self.conn.execute(select(certificates).where(
+        row = (await self.conn.execute(_with_lineage_count().where(
             certificates.c.person_id == person_id,
             certificates.c.state == StoredState.ACTIVE.value))).first()
         return None if row is None else _certificate(row)
@@ -232,14 +270,18 @@ class Repository:
     async def add_pending_certificate(
         self, *, certificate_id: str, person_id: str, serial: str, not_before: datetime,
         not_after: datetime, key_algorithm: str, client_id: str, replaces_id: str | None,
-        now: datetime,
+        now: datetime, pin_lineage_id: str | None = None,
     ) -> None:
-        """Boulder's order: the serial is recorded before the CA signs anything."""
+        """Boulder's order: the serial is recorded before the CA signs anything.
+
+        :param pin_lineage_id: the lineage of a key sealed under the same PIN as another
+            certificate's (a renewal); None starts a lineage of its own.
+        """
         await self.conn.execute(insert(certificates).values(
             id=certificate_id, person_id=person_id, serial=serial,
             state=StoredState.PENDING.value, not_before=not_before, not_after=not_after,
             key_algorithm=key_algorithm, issued_by_client=client_id, replaces_id=replaces_id,
-            wrong_pins=0, created_at=now, updated_at=now))
+            pin_lineage_id=pin_lineage_id, wrong_pins=0, created_at=now, updated_at=now))
 
     async def activate_certificate(self, certificate_id: str, *, certificate_der: bytes,
                                    master_key_id: str, wrapped_key: bytes,
@@ -280,43 +322,48 @@ class Repository:
                    certificates.c.state == StoredState.REVOKED.value)
             .values(revocation_reason=int(reason), updated_at=now))
 
-    async def reserve_pin_check(self, certificate_id: str, now: datetime,
+    async def pin_lineage_of(self, certificate_id: str) -> str:
+        """The PIN lineage of a certificate (see ``_lineage``)."""
+        return str((await self.conn.execute(select(_lineage_id(certificate_id)))).scalar_one())
+
+    async def reserve_pin_check(self, lineage_id: str, now: datetime,
                                 lease: timedelta) -> PinCheckSlot:
-        """Reserve a PIN check before the (slow) check runs. Settled wrong PINs plus checks in
-        flight never exceed the limit, so concurrent wrong PINs cannot add up past it; a right
-        PIN settles its reservation without counting."""
+        """Reserve a PIN check of a lineage before the (slow) check runs. Settled wrong PINs
+        plus checks in flight never exceed the limit, so concurrent wrong PINs cannot add up
+        past it, over every certificate sealed under that PIN; a right PIN settles its
+        reservation without counting."""
         live = self._live_pin_checks(now)
         result = await self.conn.execute(
             update(certificates)
-            .where(certificates.c.id == certificate_id,
+            .where(certificates.c.id == lineage_id,
                    certificates.c.wrong_pins + live < MAX_WRONG_PINS)
             .values(pin_checks_in_flight=live + 1, pin_checks_lease_until=now + lease))
         if result.rowcount == 1:
             return PinCheckSlot.RESERVED
         wrong_pins = (await self.conn.execute(
-            select(certificates.c.wrong_pins).where(certificates.c.id == certificate_id)
+            select(certificates.c.wrong_pins).where(certificates.c.id == lineage_id)
         )).scalar_one()
         return PinCheckSlot.LOCKED if wrong_pins >= MAX_WRONG_PINS else PinCheckSlot.BUSY
 
-    async def settle_wrong_pin(self, certificate_id: str, now: datetime) -> int:
-        """Count a reserved check that failed; returns the wrong PINs in a row."""
+    async def settle_wrong_pin(self, lineage_id: str, now: datetime) -> int:
+        """Count a reserved check that failed; returns the lineage's wrong PINs in a row."""
         result = await self.conn.execute(
-            update(certificates).where(certificates.c.id == certificate_id)
+            update(certificates).where(certificates.c.id == lineage_id)
             .values(wrong_pins=certificates.c.wrong_pins + 1,
                     pin_checks_in_flight=self._one_check_settled(now), updated_at=now)
             .returning(certificates.c.wrong_pins))
         return int(result.scalar_one())
 
-    async def settle_right_pin(self, certificate_id: str, now: datetime) -> None:
+    async def settle_right_pin(self, lineage_id: str, now: datetime) -> None:
         await self.conn.execute(
-            update(certificates).where(certificates.c.id == certificate_id)
+            update(certificates).where(certificates.c.id == lineage_id)
             .values(wrong_pins=0, pin_checks_in_flight=self._one_check_settled(now),
                     updated_at=now))
 
-    async def release_pin_check(self, certificate_id: str, now: datetime) -> None:
+    async def release_pin_check(self, lineage_id: str, now: datetime) -> None:
         """Give a reserved check back uncounted (the key store failed, not the holder)."""
         await self.conn.execute(
-            update(certificates).where(certificates.c.id == certificate_id)
+            update(certificates).where(certificates.c.id == lineage_id)
             .values(pin_checks_in_flight=self._one_check_settled(now)))
 
     @staticmethod
@@ -330,8 +377,20 @@ class Repository:
         return case((live > 0, live - 1), else_=0)
 
     async def reset_pin_tries(self, certificate_id: str, now: datetime) -> None:
-        await self.conn.execute(update(certificates).where(certificates.c.id == certificate_id)
+        """Clear the wrong-PIN count of the certificate's lineage (an unlock)."""
+        await self.conn.execute(update(certificates)
+                                .where(certificates.c.id == _lineage_id(certificate_id))
                                 .values(wrong_pins=0, updated_at=now))
+
+    async def start_own_pin_lineage(self, certificate_id: str, now: datetime) -> None:
+        """A key resealed under a new PIN (a PIN change) leaves the lineage of the old PIN:
+        its predecessors keep that PIN and their count, and its own row starts afresh."""
+        await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.id == certificate_id,
+                   certificates.c.pin_lineage_id.is_not(None))
+            .values(pin_lineage_id=None, wrong_pins=0, pin_checks_in_flight=0,
+                    pin_checks_lease_until=None, updated_at=now))
 
     async def replace_wrapped_key(self, certificate_id: str, *, master_key_id: str,
                                   wrapped_key: bytes, now: datetime) -> None:

@@ -112,6 +112,9 @@ certificates = Table(
     # PIN checks reserved and not yet settled; the lease bounds one a crash never settled.
     Column("pin_checks_in_flight", Integer, nullable=False, server_default=text("0")),
     Column("pin_checks_lease_until", UtcDateTime, nullable=True),
+    # The PIN lineage (certificates sealed under one PIN, as a renewal's successor is): the
+    # id of the certificate whose row keeps its PIN counts above; NULL is this row itself.
+    Column("pin_lineage_id", String(36), nullable=True),
     Column("master_key_id", String(64), nullable=True, index=True),
     Column("wrapped_key", LargeBinary, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),

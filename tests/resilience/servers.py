@@ -74,6 +74,7 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         "CERTCLOUD_LIMITS__VERIFICATIONS_PER_CLIENT_PER_MINUTE": "5000",
         "CERTCLOUD_LIMITS__SIGNATURES_PER_CERTIFICATE_PER_MINUTE": "1000",
         "CERTCLOUD_LIMITS__TOKEN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "100000",
+        "CERTCLOUD_LIMITS__LOOKUPS_PER_CLIENT_PER_MINUTE": "5000",
         "CERTCLOUD_LOG_LEVEL": "INFO",
     })
     env.update(extra)

@@ -12,6 +12,7 @@ from app.domain.identity import (
     birth_date_patterns,
     check_person_name,
     check_pin,
+    check_pin_format,
     parse_rrn,
 )
 
@@ -252,3 +253,23 @@ def test_names_with_invisible_or_control_characters_are_refused(name: str) -> No
                                   "山田 太郎", "Ελένη"])
 def test_ordinary_names_pass_unchanged(name: str) -> None:
     assert check_person_name(name) == name
+
+
+@pytest.mark.parametrize("pin", ["", "abc", "90271", "9027145", "902714\n", " 902714",
+                                 "\uff19\uff10\uff12\uff17\uff11\uff14",  # fullwidth
+                                 "\u0669\u0660\u0662\u0667\u0661\u0664",  # Arabic-Indic
+                                 None, 902714])
+def test_a_pin_tried_must_be_six_ascii_digits(pin: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_pin_format(pin)
+    assert refused.value.code == "pin_malformed"
+    with pytest.raises(InvalidInput) as new_pin:  # the same rule for a new PIN, its own code
+        check_pin(pin, is_birth_pattern=_never)
+    assert new_pin.value.code == "pin_format"
+
+
+def test_a_weak_pin_is_well_formed_when_tried() -> None:
+    """Only the format is checked for a PIN tried: weak PINs set before a policy change (or
+    by anyone) still open their key."""
+    assert check_pin_format("111111") == "111111"
+    assert check_pin_format("012345") == "012345"
