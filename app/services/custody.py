@@ -21,6 +21,11 @@ def key_binding(certificate_id: str) -> bytes:
     return f"certcloud:user-key:{certificate_id}".encode()
 
 
+def responder_binding(responder_id: str) -> bytes:
+    """Associated data: an OCSP responder key opens only for its own ``ocsp_responders`` row."""
+    return f"certcloud:ocsp-responder:{responder_id}".encode()
+
+
 class KeyCustody:
     def __init__(self, protector: KeyProtector, kdf: KdfParams) -> None:
         self.protector = protector
