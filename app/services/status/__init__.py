@@ -11,7 +11,8 @@ the rest of the app holds.
 """
 
 from app.services.status.recorder import NO_RECORDER, RevocationRecorder
-from app.services.status.replies import CrlCopy, OcspReply, RefreshReport
+from app.services.status.refresher import RefreshReport
+from app.services.status.replies import CrlCopy, OcspReply
 from app.services.status.service import StatusService
 
 __all__ = ["NO_RECORDER", "CrlCopy", "OcspReply", "RefreshReport", "RevocationRecorder",

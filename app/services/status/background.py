@@ -11,9 +11,8 @@ from datetime import timedelta
 
 from app.services.status.context import StatusContext
 from app.services.status.crl import CrlUpdater
-from app.services.status.refresher import OcspRefresher
+from app.services.status.refresher import OcspRefresher, RefreshReport
 from app.services.status.replicas import Replicas
-from app.services.status.replies import RefreshReport
 from app.services.status.responder import ResponderKeys
 from app.storage.status_repository import StatusRepository
 

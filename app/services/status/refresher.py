@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from app.services.status.context import StatusContext
-from app.services.status.replies import RefreshReport
 from app.services.status.responder import Responder, ResponderKeys
 from app.services.status.signer import OcspSigner
 from app.storage.status_repository import CertificateState, StatusRepository
@@ -18,6 +18,16 @@ from app.storage.status_repository import CertificateState, StatusRepository
 # so, so this covers a long stop of it); older ones were pre-signed then, or are answered and
 # stored on their first query.
 PRESIGN_WINDOW = timedelta(days=1)
+
+
+@dataclass
+class RefreshReport:
+    resigned: int = 0
+    presigned: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"resigned": self.resigned, "presigned": self.presigned, "dropped": self.dropped}
 
 
 async def _lock_states(repo: StatusRepository, serials: Sequence[str]

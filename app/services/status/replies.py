@@ -35,13 +35,3 @@ class CrlCopy:
     meta: CrlMeta
     der: bytes
     wire: Any = field(default=None, compare=False, repr=False)
-
-
-@dataclass
-class RefreshReport:
-    resigned: int = 0
-    presigned: int = 0
-    dropped: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {"resigned": self.resigned, "presigned": self.presigned, "dropped": self.dropped}

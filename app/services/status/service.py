@@ -25,9 +25,9 @@ from app.services.status.cache import OcspMemory
 from app.services.status.context import Coherence, StatusContext
 from app.services.status.crl import CrlUpdater
 from app.services.status.crl_served import ServedCrl
-from app.services.status.refresher import OcspRefresher
+from app.services.status.refresher import OcspRefresher, RefreshReport
 from app.services.status.replicas import Replicas
-from app.services.status.replies import CrlCopy, OcspReply, RefreshReport
+from app.services.status.replies import CrlCopy, OcspReply
 from app.services.status.responder import Responder, ResponderKeys
 from app.services.status.revocations import RevocationLedger
 from app.services.status.signer import OcspSigner
