@@ -83,13 +83,24 @@ class OcspAnswers:
         now = self._ctx.clock.now()
         if serial is None:
             return self._unknown(cert_id, responder, now)
+        return (await self._stored(serial, cert_id.hash_name, now)
+                or await self._sign_and_store(cert_id, serial, responder, now))
+
+    async def _stored(self, serial: str, hash_name: str, now: datetime) -> Answer | None:
+        """Layer 2: the pre-signed response, while it has ``MIN_REMAINING`` left."""
+        async with self._ctx.db.transaction(write=False) as conn:
+            row = await StatusRepository(conn).get_response(serial, hash_name)
+        if row is None or row.next_update - now <= MIN_REMAINING:
+            return None
+        reply, fresh_for = self._reply(bytes(row.response_der), row.cert_status,
+                                       row.this_update, row.next_update, now)
+        return reply, (serial,), fresh_for
+
+    async def _sign_and_store(self, cert_id: CertId, serial: str, responder: Responder,
+                              now: datetime) -> Answer:
+        """Layer 3: sign the certificate's current state and store it for every replica; if
+        the state changes before the store (a revocation holds the row), sign again."""
         db = self._ctx.db
-        async with db.transaction(write=False) as conn:
-            row = await StatusRepository(conn).get_response(serial, cert_id.hash_name)
-        if row is not None and row.next_update - now > MIN_REMAINING:
-            reply, fresh_for = self._reply(bytes(row.response_der), row.cert_status,
-                                           row.this_update, row.next_update, now)
-            return reply, (serial,), fresh_for
         for _attempt in range(3):
             async with db.transaction(write=False) as conn:
                 state = await StatusRepository(conn).certificate_state(serial)
