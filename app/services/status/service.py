@@ -208,6 +208,7 @@ class StatusService:
         return self._crl_updater.last_timings
 
     # --- introspection for tests and operators ----------------------------------------------
+    # (the private names are the ones the status tests reach for: lease, loops, copies)
 
     @property
     def memory_size(self) -> int:
