@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.pki.ocsp import MAX_REQUEST_BYTES
+from app.routers.ocsp_headers import crl_wire, ocsp_wire
 from app.routers.problems import problem, problem_responses
 from app.services.status import OcspReply, StatusService
 
@@ -108,9 +109,10 @@ async def ocsp_get(request: Request) -> Response:
     status = _status(request)
     reply = status.cached(der) or await status.answer(der)
     _count(request.app.state, "GET", GET_TEMPLATE, 200, reply.label)
-    if _matches(request.headers.get("if-none-match"), reply.etag):
-        return Response(status_code=304, headers=reply.headers)
-    return Response(reply.der, media_type=OCSP_RESPONSE, headers=reply.headers)
+    wire = reply.wire or ocsp_wire(reply)
+    if _matches(request.headers.get("if-none-match"), wire.etag):
+        return Response(status_code=304, headers=wire.headers)
+    return Response(reply.der, media_type=OCSP_RESPONSE, headers=wire.headers)
 
 
 def _too_large() -> Response:
@@ -120,9 +122,10 @@ def _too_large() -> Response:
 
 async def crl(request: Request) -> Response:
     copy = await _status(request).current_crl()
-    if _matches(request.headers.get("if-none-match"), copy.etag):
-        return Response(status_code=304, headers=copy.headers)
-    return Response(copy.der, media_type=PKIX_CRL, headers=copy.headers)
+    wire = copy.wire or crl_wire(copy)
+    if _matches(request.headers.get("if-none-match"), wire.etag):
+        return Response(status_code=304, headers=wire.headers)
+    return Response(copy.der, media_type=PKIX_CRL, headers=wire.headers)
 
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -211,7 +214,8 @@ class OcspFastLane:
         if reply is None or len(body) > MAX_REQUEST_BYTES:
             await self.app(scope, _replay(messages, receive), send)
             return
-        await send({"type": "http.response.start", "status": 200, "headers": reply.post_raw})
+        wire = reply.wire or ocsp_wire(reply)
+        await send({"type": "http.response.start", "status": 200, "headers": wire.post_raw})
         await send({"type": "http.response.body", "body": reply.der})
         _count(scope["app"].state, "POST", "/ocsp", 200, reply.label,
                time.perf_counter() - started)
@@ -227,15 +231,16 @@ class OcspFastLane:
         if reply is None:
             await self.app(scope, receive, send)
             return
+        wire = reply.wire or ocsp_wire(reply)
         if_none_match = next((value.decode("latin-1") for name, value in scope["headers"]
                               if name == b"if-none-match"), None)
-        if _matches(if_none_match, reply.etag):
-            headers = [item for item in reply.get_raw if item[0] != b"content-length"]
+        if _matches(if_none_match, wire.etag):
+            headers = [item for item in wire.get_raw if item[0] != b"content-length"]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             status = 304
         else:
-            await send({"type": "http.response.start", "status": 200, "headers": reply.get_raw})
+            await send({"type": "http.response.start", "status": 200, "headers": wire.get_raw})
             await send({"type": "http.response.body", "body": reply.der})
             status = 200
         _count(scope["app"].state, "GET", GET_TEMPLATE, status, reply.label,

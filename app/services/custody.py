@@ -20,6 +20,11 @@ def key_binding(certificate_id: str) -> bytes:
     return f"certcloud:user-key:{certificate_id}".encode()
 
 
+def responder_binding(responder_id: str) -> bytes:
+    """Associated data: an OCSP responder key opens only for its own ``ocsp_responders`` row."""
+    return f"certcloud:ocsp-responder:{responder_id}".encode()
+
+
 class KeyCustody:
     """Owns the PIN KDF's thread pool (:class:`KdfPool`); :meth:`close` stops it."""
 

@@ -15,8 +15,9 @@ Rewrap is safe while the service runs and resumable after a crash:
   key id.
 * Resuming is simply running again: the rows still on an old key are the work left.
 
-New tables that hold wrapped blobs register a :class:`BlobStore` with :func:`register_blob_store`;
-rewrap, status and retire then cover them too.
+Every table that holds wrapped blobs is a :class:`BlobStore` in :data:`BLOB_STORES`; rewrap,
+status and retire cover them all (status also counts, as unregistered, any other table with a
+``master_key_id`` column, so no key that a table left off the list still uses is retired).
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from sqlalchemy import Table, and_, bindparam, func, select, update
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.ports import KeyProtector
 from app.services import audit
-from app.services.custody import key_binding
+from app.services.custody import key_binding, responder_binding
 from app.services.secrets import AuditKeys
 from app.storage.db import Database
 from app.storage.keyring_file import MasterKeyInfo
+from app.storage.status_tables import ocsp_responders
 from app.storage.tables import certificates
 
 log = logging.getLogger(__name__)
@@ -67,16 +69,12 @@ class BlobStore:
     binding: Callable[[str], bytes]
 
 
-BLOB_STORES: list[BlobStore] = [
+BLOB_STORES: tuple[BlobStore, ...] = (
     BlobStore("certificates.wrapped_key", certificates, "id", "master_key_id", "wrapped_key",
               key_binding),
-]
-
-
-def register_blob_store(store: BlobStore) -> None:
-    """Make rewrap, status and retire cover another table of wrapped blobs."""
-    if all(existing.name != store.name for existing in BLOB_STORES):
-        BLOB_STORES.append(store)
+    BlobStore("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
+              "wrapped_key", responder_binding),
+)
 
 
 @dataclass
@@ -149,7 +147,7 @@ class KeyRotation:
                  audit_key: AuditKeys | bytes | None = None) -> None:
         self.db, self.protector = db, protector
         self.audit_key = audit_key
-        self.stores = list(stores) if stores is not None else BLOB_STORES
+        self.stores = list(stores if stores is not None else BLOB_STORES)
         self.retire_grace = retire_grace
 
     async def status(self) -> KeyStatus:
