@@ -5,9 +5,12 @@ runs it with the master keys and the CA key inside a SoftHSM2 token (tests/hsm/s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
@@ -265,13 +268,37 @@ async def database_bytes(service: Service) -> bytes:
     return bytes(dump)
 
 
-@pytest.fixture
-async def service(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
+@contextlib.asynccontextmanager
+async def running(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
+    """The app in process, through its lifespan, with a client that talks to it."""
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
             yield Service(app, http, app.state.container, clock, settings)
+
+
+def with_limits(settings: Settings, **limits: Any) -> Settings:
+    """The settings with some abuse limits set (the suite lifts them all by default)."""
+    return settings.model_copy(update={"limits": settings.limits.model_copy(update=limits)})
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """SIGINT (a clean shutdown), then SIGKILL if it has not ended in ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+async def service(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
+    async with running(settings, clock) as started:
+        yield started
 
 
 @pytest.fixture

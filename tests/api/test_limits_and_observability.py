@@ -10,13 +10,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from app.logs import JsonFormatter
-from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Bank, FixedClock, Service, make_bank, person, redis_url_or_skip
+from tests.conftest import (
+    Bank,
+    FixedClock,
+    Service,
+    make_bank,
+    person,
+    redis_url_or_skip,
+    running,
+    with_limits,
+)
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -27,15 +34,11 @@ async def strict(request: pytest.FixtureRequest, settings: Settings,
     if request.param == "redis":
         store = {"redis_url": redis_url_or_skip(),
                  "redis_key_prefix": f"certcloud-test:{uuid.uuid4().hex}:"}
-    limited = settings.model_copy(update={"limits": settings.limits.model_copy(update={
-        "verifications_per_phone_per_10_minutes": 2, "wrong_codes_per_phone_per_hour": 3,
-        "verifications_per_client_per_minute": 4, "wrong_codes_per_client_per_hour": 4,
-        **store})})
-    app = create_app(limited, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
-            yield Service(app, http, app.state.container, clock, limited)
+    limited = with_limits(
+        settings, verifications_per_phone_per_10_minutes=2, wrong_codes_per_phone_per_hour=3,
+        verifications_per_client_per_minute=4, wrong_codes_per_client_per_hour=4, **store)
+    async with running(limited, clock) as started:
+        yield started
 
 
 async def test_verifications_per_phone_are_limited(strict: Service) -> None:
@@ -156,17 +159,13 @@ async def test_metrics_show_requests_and_lifecycle_events(service: Service, bank
 
 async def test_signatures_per_certificate_are_limited(settings: Settings,
                                                       clock: FixedClock) -> None:
-    limited = settings.model_copy(update={"limits": settings.limits.model_copy(update={
-        "signatures_per_certificate_per_minute": 2})})
-    app = create_app(limited, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
-            bank = await make_bank(http, app.state.container)
-            cert = (await bank.issue(person(64))).json()
-            body = {"pin": "902714", "data": "aGVsbG8=", "format": "raw"}
-            path = f"/v1/certificates/{cert['id']}/signatures"
-            statuses = [(await bank.post(path, body)).status_code for _ in range(3)]
-            assert statuses == [200, 200, 429]
-            clock.advance(timedelta(minutes=1))
-            assert (await bank.post(path, body)).status_code == 200
+    async with running(with_limits(settings, signatures_per_certificate_per_minute=2),
+                       clock) as limited:
+        bank = await make_bank(limited.http, limited.container)
+        cert = (await bank.issue(person(64))).json()
+        body = {"pin": "902714", "data": "aGVsbG8=", "format": "raw"}
+        path = f"/v1/certificates/{cert['id']}/signatures"
+        statuses = [(await bank.post(path, body)).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        clock.advance(timedelta(minutes=1))
+        assert (await bank.post(path, body)).status_code == 200

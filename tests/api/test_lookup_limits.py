@@ -7,28 +7,22 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from app.domain.identity import parse_rrn
-from app.main import create_app
 from app.settings import Settings
 from app.storage.ops_tables import audit_events
-from tests.conftest import START, FixedClock, Service, make_bank, person
+from tests.conftest import START, FixedClock, Service, make_bank, person, running, with_limits
 
 LIMIT = 3
 
 
 @pytest.fixture
 async def limited(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
-    strict = settings.model_copy(update={"limits": settings.limits.model_copy(update={
-        "lookups_per_client_per_minute": LIMIT})})
-    app = create_app(strict, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
-            yield Service(app, http, app.state.container, clock, strict)
+    async with running(with_limits(settings, lookups_per_client_per_minute=LIMIT),
+                       clock) as started:
+        yield started
 
 
 async def _lookups(service: Service) -> list[dict[str, Any]]:

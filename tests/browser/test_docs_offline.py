@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import stop_process
 from tests.integration.test_serve import CERTCLOUD, env_for, free_port, wait_ready
 
 HERE = Path(__file__).resolve().parent
@@ -58,11 +58,7 @@ def test_docs_render_offline_in_chromium(tmp_path: Path, fresh_database_url: str
         assert browser.returncode == 0, browser.stderr
         results = json.loads(browser.stdout)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
     for name in ("swagger", "redoc"):
         page = results[name]
         print(f"{name}: {page['rendered']} operations rendered, screenshot {shots / name}.png")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from app.main import create_app
 from app.services.secrets import StartupError
 from app.storage import migrate
 from app.storage.tables import certificates
-from tests.conftest import FixedClock, make_bank, make_settings, person, truncate_all
+from tests.conftest import FixedClock, make_bank, make_settings, person, stop_process, truncate_all
 from tests.production_config import production_env as good_production_env
 from tests.production_config import production_fields
 
@@ -117,11 +116,7 @@ def test_operator_setup_and_one_line_refusals(softhsm: Any, tmp_path: Path) -> N
         assert ca.status_code == 200
         assert ca.text == (data / "ca" / "ca.cert.pem").read_text()
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
 
     status = certcloud("keys", "status", "--json", env=env)
     assert status.returncode == 0, status.stderr

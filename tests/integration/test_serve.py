@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BACKEND, create_pg_database, drop_pg_database
+from tests.conftest import BACKEND, create_pg_database, drop_pg_database, stop_process
 from tests.production_config import production_env
 
 CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
@@ -121,11 +120,7 @@ def test_development_server_runs_the_whole_flow(tmp_path: Path,
             after = http.get(f"/v1/certificates/{issued.json()['id']}", headers=auth)
             assert after.status_code == 401
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
     assert b"583920" not in (server.stderr.read() if server.stderr else b"")
 
 
@@ -306,8 +301,4 @@ def test_production_hides_docs_and_guards_metrics(tmp_path: Path,
                 assert reply.headers["referrer-policy"] == "no-referrer"
                 assert reply.headers["cache-control"] == "no-store"
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)

@@ -9,12 +9,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 
 from app.settings import CaSettings
-from tests.conftest import START, Bank, FixedClock, Service, make_bank, person
+from tests.conftest import START, Bank, FixedClock, Service, make_bank, person, running
 
 PIN = "902714"
 
@@ -89,15 +88,16 @@ async def holder(bank: Bank) -> Holder:
 @pytest.fixture
 async def ec_service(service: Service) -> Any:
     """The same service, but issuing P-256 keys (another app on the same data and database)."""
-    from app.main import create_app
-
     settings = service.settings.model_copy(update={"ca": CaSettings(user_key_algorithm="p256")})
-    app = create_app(settings, clock=service.clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport,
-                                     base_url="http://certcloud.test") as http:
-            yield Service(app, http, app.state.container, service.clock, settings)
+    async with running(settings, service.clock) as started:
+        yield started
+
+
+@pytest.fixture
+async def replica(service: Service) -> Any:
+    """A second app instance (its own engine and pool) on the same database: a replica."""
+    async with running(service.settings, service.clock) as started:
+        yield started.http
 
 
 @pytest.fixture

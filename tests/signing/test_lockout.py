@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import update
 
-from app.main import create_app
 from app.services import certificates as certificate_service
 from app.storage.tables import certificates
 from tests.conftest import BACKEND, Bank, Service
@@ -68,15 +66,6 @@ async def test_a_pin_change_with_a_wrong_pin_counts_too(bank: Bank, holder: Hold
     assert wrong.status_code == 403
     sign = await _sign(bank, holder, "000000")
     assert sign.json()["remaining_attempts"] == 3
-
-
-@pytest.fixture
-async def replica(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    """A second app instance (its own engine and pool) on the same database: a replica."""
-    app = create_app(service.settings, clock=service.clock)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://certcloud.test") as http:
-        yield http
 
 
 async def test_concurrent_wrong_pins_never_exceed_five(bank: Bank, holder: Holder,

@@ -12,10 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.main import create_app
 from app.settings import Settings
 from app.storage.ops_tables import audit_events
-from tests.conftest import Bank, FixedClock, Service, make_bank
+from tests.conftest import Bank, FixedClock, Service, make_bank, running, with_limits
 from tests.signing.conftest import Holder, b64, issue_holder
 
 
@@ -76,13 +75,9 @@ async def test_malformed_pins_are_refused_without_a_try(service: Service, bank: 
 
 @pytest.fixture
 async def quota(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
-    strict = settings.model_copy(update={"limits": settings.limits.model_copy(update={
-        "signatures_per_certificate_per_minute": SIGNATURES_PER_MINUTE})})
-    app = create_app(strict, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
-            yield Service(app, http, app.state.container, clock, strict)
+    strict = with_limits(settings, signatures_per_certificate_per_minute=SIGNATURES_PER_MINUTE)
+    async with running(strict, clock) as started:
+        yield started
 
 
 async def test_invalid_signature_requests_do_not_use_the_quota(quota: Service) -> None:

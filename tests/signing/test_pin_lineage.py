@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from app.domain.certificates import VALIDITY
-from app.main import create_app
 from app.storage.ops_tables import audit_events
 from tests.conftest import START, Bank, Service
 from tests.signing.conftest import Holder, b64, refresh_token
@@ -109,15 +106,6 @@ async def test_a_pin_change_leaves_the_old_pins_lineage(service: Service, bank: 
     assert await _remaining(bank, successor) == 1
     assert await _remaining(bank, holder.id) == 5
     assert (await _sign(bank, successor, NEW_PIN)).status_code == 200
-
-
-@pytest.fixture
-async def replica(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    """A second app instance (its own engine and pool) on the same database: a replica."""
-    app = create_app(service.settings, clock=service.clock)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://certcloud.test") as http:
-        yield http
 
 
 async def test_concurrent_wrong_pins_over_both_blobs_never_exceed_five(
