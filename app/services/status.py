@@ -624,7 +624,7 @@ class StatusService:
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise ValueError("the responder key must be RSA or EC")
         certificate = x509.load_der_x509_certificate(bytes(row.certificate_der))
-        return _Responder(row.id, ResponderIdentity(key, certificate))
+        return _Responder(row.id, ResponderIdentity(key, certificate, self.ca.below_root))
 
     async def _issue_responder(self, now: datetime, renew_before: timedelta) -> _Responder:
         algorithm = self.settings.responder_key_algorithm
@@ -657,7 +657,7 @@ class StatusService:
             return await self._load_responder(winner)
         log.info("issued an OCSP responder certificate",
                  extra={"responder_id": responder_id, "not_after": not_after.isoformat()})
-        return _Responder(responder_id, ResponderIdentity(key, certificate))
+        return _Responder(responder_id, ResponderIdentity(key, certificate, self.ca.below_root))
 
     @property
     def responder_certificate(self) -> x509.Certificate | None:
