@@ -43,6 +43,10 @@ class CaCreated:
     csr_path: Path | None  # a pending CA
     fingerprint: str  # of the certificate, or of the CSR's public key
 
+    @property
+    def in_token(self) -> bool:
+        return self.key_location.startswith("PKCS#11")
+
 
 @dataclass(frozen=True)
 class CaInstalled:

@@ -18,7 +18,8 @@ def print_created(created: CaCreated, ca_dir: Path) -> None:
     if created.certificate_path is not None:
         click.echo(f"CA certificate: {created.certificate_path} (self-signed)")
         click.echo(f"CA certificate SHA-256 fingerprint: {created.fingerprint}")
-        click.echo(f"CA created in {ca_dir}")
+        where = "key in the PKCS#11 token" if created.in_token else "key file"
+        click.echo(f"CA created in {ca_dir} ({where})")
         return
     click.echo(f"CSR: {created.csr_path}")
     click.echo(f"CSR public key SHA-256 fingerprint: {created.fingerprint}")
