@@ -93,6 +93,8 @@ def init_ca(settings: Settings, clock: Clock, *, pkcs11: bool = False,
     private_directory(settings.data_dir)
     if csr_path is not None and csr_path.exists():
         raise StartupError(f"{csr_path} exists; the CSR is never written over a file")
+    if csr_path is not None and not csr_path.parent.is_dir():
+        raise StartupError(f"{csr_path.parent} is not a directory; the CSR cannot go there")
     if _uses_token(settings, pkcs11):
         from app.storage.pkcs11 import TokenError, generate_token_ca_key, init_token_ca
 
@@ -124,8 +126,13 @@ def _write_request(settings: Settings, key: Any, csr_path: Path, location: str) 
     csr = ca_request(key, common_name=settings.ca.common_name,
                      organization=settings.ca.organization, country=settings.ca.country)
     pem = csr.public_bytes(serialization.Encoding.PEM)
-    (settings.ca_dir / CA_CSR_FILE).write_bytes(pem)
-    csr_path.write_bytes(pem)
+    (settings.ca_dir / CA_CSR_FILE).write_bytes(pem)  # the CA is pending from here on
+    try:
+        with csr_path.open("xb") as handle:
+            handle.write(pem)
+    except OSError as exc:
+        raise StartupError(f"the CSR could not be written to {csr_path} ({exc.strerror}); "
+                           f"it is also in {settings.ca_dir / CA_CSR_FILE}") from None
     return CaCreated(location, None, csr_path, sha256_fingerprint(public_key_der(key.public_key())))
 
 

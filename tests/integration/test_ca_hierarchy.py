@@ -261,3 +261,15 @@ def test_token_ca_init_csr_and_import(tmp_path: Path, softhsm: Any) -> None:
     verified = _openssl("verify", "-CAfile", str(root.pem_path), "-untrusted",
                         str(chain_path), str(leaf_path))
     assert verified.returncode == 0 and b": OK" in verified.stdout, verified.stderr
+
+
+def test_ca_init_csr_refuses_a_place_it_cannot_write(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    (tmp_path / "taken.csr").write_text("someone's file\n")
+    line = _one_line_refusal(certcloud("ca", "init", "--csr", str(tmp_path / "taken.csr"),
+                                       env=env))
+    assert "never written over" in line
+    line = _one_line_refusal(certcloud("ca", "init", "--csr",
+                                       str(tmp_path / "missing" / "x.csr"), env=env))
+    assert "not a directory" in line
+    assert not (tmp_path / "var" / "ca").exists()  # nothing made: it can simply run again
