@@ -10,6 +10,7 @@ import httpx
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from app.ca_setup import init_ca, pending_problem
 from app.domain.errors import DomainError
 from app.domain.ports import Clock, KeyProtector, PhoneVerifier
 from app.pki.ca import (
@@ -17,9 +18,8 @@ from app.pki.ca import (
     Profile,
     ca_exists,
     ca_key_reference,
-    create_ca,
+    ca_pending,
     load_ca,
-    save_ca,
 )
 from app.pki.keys import KdfParams
 from app.services import audit
@@ -151,26 +151,6 @@ def prepare_token_secrets(settings: Settings, secrets_: ServerSecrets, *,
     return made
 
 
-def init_ca(settings: Settings, clock: Clock, *, pkcs11: bool = False) -> None:
-    """``certcloud ca init``: a new CA in the data directory; refuses to replace one. With
-    ``pkcs11`` (or ``CERTCLOUD_CA__KEY_STORE=pkcs11``) the key is generated inside the token."""
-    if ca_exists(settings.ca_dir):
-        raise StartupError(f"a CA already exists in {settings.ca_dir}")
-    private_directory(settings.data_dir)
-    if pkcs11 or settings.ca.key_store == "pkcs11":
-        from app.storage.pkcs11 import TokenError, init_token_ca
-
-        try:
-            init_token_ca(settings, clock.now())
-        except TokenError as exc:
-            raise StartupError(str(exc)) from None
-        return
-    ca = create_ca(common_name=settings.ca.common_name, organization=settings.ca.organization,
-                   country=settings.ca.country, now=clock.now(),
-                   validity_years=settings.ca.validity_years)
-    save_ca(ca, settings.ca_dir)
-
-
 def bootstrap_development(settings: Settings, clock: Clock) -> None:
     """First start in development: schema, CA and key ring, each only if missing."""
     private_directory(settings.data_dir)
@@ -181,7 +161,7 @@ def bootstrap_development(settings: Settings, clock: Clock) -> None:
             log.info("created a local key ring", extra={"path": str(settings.keyring_path)})
         except FileExistsError:  # another process started first and made it
             pass
-    if not ca_exists(settings.ca_dir):
+    if not ca_exists(settings.ca_dir) and not ca_pending(settings.ca_dir):
         init_ca(settings, clock)
         log.info("created a development CA", extra={"path": str(settings.ca_dir)})
 
@@ -225,6 +205,8 @@ def load_issuing_ca(settings: Settings) -> CertificateAuthority:
 
     :raises StartupError: one line naming the problem.
     """
+    if ca_pending(settings.ca_dir):
+        raise StartupError(pending_problem(settings))
     reference = ca_key_reference(settings.ca_dir)
     if reference is None:
         if settings.ca.key_store == "pkcs11":
@@ -250,6 +232,8 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
         await asyncio.to_thread(bootstrap_development, settings, clock)
     elif settings.data_dir.is_dir():  # production creates nothing, but closes what is there
         tighten(settings.data_dir, PRIVATE_DIRECTORY)
+    if ca_pending(settings.ca_dir):
+        raise StartupError(pending_problem(settings))
     if not ca_exists(settings.ca_dir):
         raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
     await asyncio.to_thread(load_key_protector, settings, clock)

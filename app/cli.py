@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 
 import click
 
+from app.cli_ca import ca_import, print_created
 from app.clock import SystemClock
 from app.services.secrets import StartupError
 from app.settings import Settings
@@ -114,9 +115,15 @@ def ca() -> None:
                    "__TOKEN_LABEL, __PIN or __PIN_FILE); it never leaves the token.")
 @click.option("--key-algorithm", type=click.Choice(["rsa3072", "rsa4096", "p256", "p384"]),
               default=None, help="For --pkcs11 (default: CERTCLOUD_CA__KEY_ALGORITHM).")
-def ca_init(pkcs11_: bool, key_algorithm: str | None) -> None:
-    """Create the issuing CA (RSA-3072, or in the token with --pkcs11) and, if missing, the
-    first master key (the local key ring, or a token key with CERTCLOUD_KEYS__KIND=pkcs11)."""
+@click.option("--csr", "csr_file", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Under the bank's own root: write a CSR for the CA key to this file instead "
+                   "of a self-signed certificate; the CA is pending until `certcloud ca import`.")
+def ca_init(pkcs11_: bool, key_algorithm: str | None, csr_file: str | None) -> None:
+    """Create the issuing CA (RSA-3072, or in the token with --pkcs11), self-signed or, with
+    --csr, pending the root's certificate, and, if missing, the first master key (the local
+    key ring, or a token key with CERTCLOUD_KEYS__KIND=pkcs11)."""
+    from pathlib import Path
+
     from app.bootstrap import init_ca, load_key_protector
     from app.storage.keyring import LocalKeyRing
 
@@ -125,9 +132,11 @@ def ca_init(pkcs11_: bool, key_algorithm: str | None) -> None:
         settings.ca.key_algorithm = key_algorithm  # type: ignore[assignment]
     clock = SystemClock()
     try:
-        init_ca(settings, clock, pkcs11=pkcs11_)
+        created = init_ca(settings, clock, pkcs11=pkcs11_,
+                          csr_path=Path(csr_file) if csr_file else None)
     except StartupError as exc:
         _fail(str(exc))
+        return
     if settings.keys.kind == "pkcs11":
         settings_dev = settings.model_copy(update={"environment": "development"})
         try:  # makes the first master key in the token if there is none
@@ -139,9 +148,10 @@ def ca_init(pkcs11_: bool, key_algorithm: str | None) -> None:
     elif not settings.keyring_path.exists():
         LocalKeyRing.create(settings.keyring_path, clock.now())
         click.echo(f"key ring created at {settings.keyring_path}")
-    where = "key in the PKCS#11 token" if pkcs11_ or settings.ca.key_store == "pkcs11" else \
-        "key file"
-    click.echo(f"CA created in {settings.ca_dir} ({where})")
+    print_created(created, settings.ca_dir)
+
+
+ca.add_command(ca_import)
 
 
 @main.group()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,15 +25,39 @@ CA_KEY_FILE = "ca.key.pem"
 CA_CERT_FILE = "ca.cert.pem"
 # For a CA whose key stays in a PKCS#11 token: which token and label hold it (no secret).
 CA_KEY_REF_FILE = "ca.key.pkcs11.json"
+# A CA whose certificate comes from the bank's own root: the request made for it (the CA is
+# pending while there is a request but no certificate), and the certificates above it.
+CA_CSR_FILE = "ca.csr.pem"
+CA_CHAIN_FILE = "chain.pem"
 
 
 @dataclass(frozen=True)
 class CertificateAuthority:
     """The CA's signing key (a file key, or any object with the cryptography key interface,
-    such as a token-backed key) and its certificate."""
+    such as a token-backed key), its certificate and, under a bank's own root, the
+    certificates above it (issuer first, the self-signed root last; empty for a root)."""
 
     key: CertificateIssuerPrivateKeyTypes
     certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def chain_pem(self) -> bytes:
+        """The issuing CA, then the chain above it."""
+        return b"".join(cert.public_bytes(serialization.Encoding.PEM)
+                        for cert in (self.certificate, *self.chain))
+
+    @property
+    def chain_der(self) -> list[bytes]:
+        """The issuing CA, then the chain above it (DER)."""
+        return [cert.public_bytes(serialization.Encoding.DER)
+                for cert in (self.certificate, *self.chain)]
+
+    @property
+    def below_root(self) -> tuple[x509.Certificate, ...]:
+        """What a relying party holding only the root needs besides a leaf: the issuing CA
+        and any intermediates (nothing for a self-signed CA)."""
+        return (self.certificate, *self.chain[:-1]) if self.chain else ()
 
     @property
     def certificate_der(self) -> bytes:
@@ -110,29 +136,53 @@ def self_sign_ca(
 def save_ca(ca: CertificateAuthority, directory: Path) -> None:
     """Write the key (mode 0600, in a directory made 0700) and the certificate; refuses to
     overwrite an existing CA."""
-    private_directory(directory)
-    key_path, cert_path = directory / CA_KEY_FILE, directory / CA_CERT_FILE
-    if key_path.exists() or cert_path.exists():
+    if (directory / CA_CERT_FILE).exists():
         raise FileExistsError(f"a CA already exists in {directory}")
-    key_pem = ca.key.private_bytes(
+    save_ca_key(ca.key, directory)
+    (directory / CA_CERT_FILE).write_bytes(ca.certificate_pem)
+
+
+def save_ca_key(key: CertificateIssuerPrivateKeyTypes, directory: Path) -> Path:
+    """Write the CA key file (mode 0600, in a directory made 0700); refuses to overwrite."""
+    private_directory(directory)
+    key_path = directory / CA_KEY_FILE
+    if key_path.exists() or (directory / CA_KEY_REF_FILE).exists():
+        raise FileExistsError(f"a CA key already exists in {directory}")
+    key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption())
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key_pem)
-    cert_path.write_bytes(ca.certificate_pem)
+    return key_path
+
+
+def load_ca_key(directory: Path) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    """:raises FileNotFoundError: when the CA key is not a file there."""
+    key = serialization.load_pem_private_key((directory / CA_KEY_FILE).read_bytes(), None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("the CA key must be RSA or EC")
+    return key
 
 
 def save_ca_certificate(certificate: x509.Certificate, directory: Path,
                         key_reference: dict[str, str]) -> None:
     """Write the certificate of a CA whose key stays in a token, and where that key is (token
     and label); refuses to overwrite an existing CA."""
-    private_directory(directory)
-    ref_path, cert_path = directory / CA_KEY_REF_FILE, directory / CA_CERT_FILE
-    if (directory / CA_KEY_FILE).exists() or ref_path.exists() or cert_path.exists():
+    cert_path = directory / CA_CERT_FILE
+    if cert_path.exists():
         raise FileExistsError(f"a CA already exists in {directory}")
-    ref_path.write_text(json.dumps(key_reference, indent=2) + "\n")
+    save_key_reference(key_reference, directory)
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def save_key_reference(key_reference: dict[str, str], directory: Path) -> None:
+    """Where the token-held CA key is; refuses to overwrite any CA key."""
+    private_directory(directory)
+    ref_path = directory / CA_KEY_REF_FILE
+    if (directory / CA_KEY_FILE).exists() or ref_path.exists():
+        raise FileExistsError(f"a CA key already exists in {directory}")
+    ref_path.write_text(json.dumps(key_reference, indent=2) + "\n")
 
 
 def ca_key_reference(directory: Path) -> dict[str, str] | None:
@@ -150,13 +200,41 @@ def ca_exists(directory: Path) -> bool:
     return (directory / CA_CERT_FILE).exists()
 
 
+def ca_pending(directory: Path) -> bool:
+    """A CA key and its request are there, the certificate from the root is not (yet)."""
+    return (directory / CA_CSR_FILE).exists() and not ca_exists(directory)
+
+
+def load_chain(directory: Path) -> tuple[x509.Certificate, ...]:
+    """The certificates above the issuing CA (none for a self-signed one)."""
+    path = directory / CA_CHAIN_FILE
+    return tuple(x509.load_pem_x509_certificates(path.read_bytes())) if path.exists() else ()
+
+
+def install_ca_certificate(certificate: x509.Certificate, chain: Sequence[x509.Certificate],
+                           directory: Path) -> None:
+    """Write the certificate the root issued and the chain above it; the certificate last,
+    since its presence is what makes the CA installed. Refuses to overwrite."""
+    cert_path = directory / CA_CERT_FILE
+    if cert_path.exists():
+        raise FileExistsError(f"a CA is already installed in {directory}")
+    (directory / CA_CHAIN_FILE).write_bytes(
+        b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain))
+    fd = os.open(cert_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(certificate.public_bytes(serialization.Encoding.PEM))
+
+
 def load_ca(directory: Path) -> CertificateAuthority:
     """:raises FileNotFoundError: when no CA was initialised there."""
-    key = serialization.load_pem_private_key((directory / CA_KEY_FILE).read_bytes(), None)
     cert = x509.load_pem_x509_certificate((directory / CA_CERT_FILE).read_bytes())
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError("the CA key must be RSA or EC")
-    return CertificateAuthority(key, cert)
+    return CertificateAuthority(load_ca_key(directory), cert, load_chain(directory))
+
+
+def sha256_fingerprint(der: bytes) -> str:
+    """As ``openssl x509 -fingerprint -sha256`` prints it (upper-case hex, colons)."""
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
 def subject_for(name: str, person_id: str) -> x509.Name:

@@ -197,10 +197,12 @@ class SingleAnswer:
 
 @dataclass(frozen=True)
 class ResponderIdentity:
-    """The delegated responder: its key (any cryptography private-key object) and certificate."""
+    """The delegated responder: its key (any cryptography private-key object), certificate
+    and the CA certificates between it and the root, sent along (none under a self-signed CA)."""
 
     key: CertificateIssuerPrivateKeyTypes
     certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
 
     @property
     def not_after(self) -> datetime:
@@ -230,7 +232,7 @@ def _sign_single(responder: ResponderIdentity, answer: SingleAnswer, this_update
         revocation_time=answer.revoked_at if answer.status is CertStatus.REVOKED else None,
         revocation_reason=answer.reason if answer.status is CertStatus.REVOKED else None,
     ).responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate).certificates(
-        [responder.certificate])
+        [responder.certificate, *responder.chain])
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     response = builder.sign(responder.key, signature_hash(responder.key))
@@ -286,8 +288,8 @@ def _sign_several(responder: ResponderIdentity, answers: Sequence[SingleAnswer],
         "tbs_response_data": tbs,
         "signature_algorithm": {"algorithm": algorithm},
         "signature": signature,
-        "certs": [asn1_x509.Certificate.load(
-            responder.certificate.public_bytes(serialization.Encoding.DER))],
+        "certs": [asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+                  for cert in (responder.certificate, *responder.chain)],
     })
     return asn1_ocsp.OCSPResponse({
         "response_status": "successful",

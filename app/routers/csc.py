@@ -292,7 +292,7 @@ async def credentials_info(body: InfoCredentialRequest, _principal: SignClient,
     if body.certificates != "none":
         chain.append(certificate.certificate_der)
     if body.certificates == "chain":
-        chain.append(container.issuer.ca.certificate_der)
+        chain += container.issuer.ca.chain_der
     cert = CertInfo(
         status="valid" if credential.status.value == "active" else credential.status.value,
         certificates=[base64.b64encode(der).decode() for der in chain] or None)

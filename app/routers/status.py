@@ -38,6 +38,16 @@ async def ca_certificate_pem(container: ContainerDep) -> Response:
                     headers={"Cache-Control": "public, max-age=86400"})
 
 
+@router.get("/ca/chain.pem", response_class=Response, operation_id="ca_chain_pem",
+            summary="The issuing CA, then the chain above it up to the root (PEM)",
+            description="For a self-signed CA (development's default) just the CA itself.",
+            responses={200: {"content": {"application/pem-certificate-chain": {}}}})
+async def ca_chain_pem(container: ContainerDep) -> Response:
+    return Response(container.issuer.ca.chain_pem,
+                    media_type="application/pem-certificate-chain",
+                    headers={"Cache-Control": "public, max-age=86400"})
+
+
 @router.get("/v1/status/{serial}", response_model=StatusPublic, operation_id="get_status",
             summary="Certificate status by serial (lowercase hex)",
             responses=problem_responses(422, 503))

@@ -65,11 +65,13 @@ from app.domain.errors import DependencyUnavailable
 from app.pki.ca import (
     CertificateAuthority,
     load_ca_certificate,
+    load_chain,
     save_ca_certificate,
     self_sign_ca,
 )
 from app.pki.token_keys import (
     KeyNotOnToken,
+    TokenPrivateKey,
     TokenTrouble,
     generate_token_key,
     load_token_key,
@@ -692,13 +694,11 @@ def open_protector(keys: KeysSettings, keyring_path: Path, *, create_if_missing:
     return protector
 
 
-def init_token_ca(settings: Settings, now: datetime, *, algorithm: str | None = None
-                  ) -> CertificateAuthority:
-    """``certcloud ca init --pkcs11``: the CA key generated inside the token (non-extractable),
-    the self-signed certificate and the key's whereabouts written to the CA directory.
+def generate_token_ca_key(settings: Settings, *, algorithm: str | None = None
+                          ) -> tuple[TokenPrivateKey, dict[str, str]]:
+    """A new CA key inside the token (non-extractable) and where it is (token and label).
 
     :raises TokenError: the token cannot be used, or a key with the label exists.
-    :raises FileExistsError: a CA exists already.
     """
     token = token_session(settings.keys)
     token.open()
@@ -710,18 +710,39 @@ def init_token_ca(settings: Settings, now: datetime, *, algorithm: str | None = 
     except DependencyUnavailable:
         raise TokenError(f"the PKCS#11 token {token.token_label!r} failed while the CA key was "
                          f"generated ({token.last_error})") from None
+    return key, {"store": "pkcs11", "token_label": token.token_label, "key_label": label}
+
+
+def init_token_ca(settings: Settings, now: datetime, *, algorithm: str | None = None
+                  ) -> CertificateAuthority:
+    """``certcloud ca init --pkcs11``: the CA key generated inside the token (non-extractable),
+    the self-signed certificate and the key's whereabouts written to the CA directory.
+
+    :raises TokenError: the token cannot be used, or a key with the label exists.
+    :raises FileExistsError: a CA exists already.
+    """
+    key, reference = generate_token_ca_key(settings, algorithm=algorithm)
     certificate = self_sign_ca(key, common_name=settings.ca.common_name,
                                organization=settings.ca.organization,
                                country=settings.ca.country, now=now,
                                validity_years=settings.ca.validity_years)
-    save_ca_certificate(certificate, settings.ca_dir,
-                        {"store": "pkcs11", "token_label": token.token_label,
-                         "key_label": label})
+    save_ca_certificate(certificate, settings.ca_dir, reference)
     return CertificateAuthority(key, certificate)
 
 
 def load_token_ca(settings: Settings, reference: dict[str, str]) -> CertificateAuthority:
-    """The CA certificate from the CA directory with its key in the token.
+    """The CA certificate (and chain) from the CA directory with its key in the token.
+
+    :raises TokenError: one line naming the problem (token, PIN, missing or wrong key).
+    """
+    certificate = load_ca_certificate(settings.ca_dir)
+    key = load_token_ca_key(settings, reference, certificate.public_key())
+    return CertificateAuthority(key, certificate, load_chain(settings.ca_dir))
+
+
+def load_token_ca_key(settings: Settings, reference: dict[str, str], public_key: Any
+                      ) -> TokenPrivateKey:
+    """The token's CA key whose public half is ``public_key``, proved by a test signature.
 
     :raises TokenError: one line naming the problem (token, PIN, missing or wrong key).
     """
@@ -733,9 +754,8 @@ def load_token_ca(settings: Settings, reference: dict[str, str]) -> CertificateA
     label = reference.get("key_label", settings.ca.key_label)
     token = token_session(settings.keys)
     token.open()
-    certificate = load_ca_certificate(settings.ca_dir)
     try:
-        key = load_token_key(token, label, certificate.public_key())
+        return load_token_key(token, label, public_key)
     except KeyNotOnToken:
         raise TokenError(f"no CA key labelled {label!r} on the PKCS#11 token "
                          f"{token.token_label!r}", retryable=False) from None
@@ -744,4 +764,3 @@ def load_token_ca(settings: Settings, reference: dict[str, str]) -> CertificateA
     except DependencyUnavailable:
         raise TokenError(f"the PKCS#11 token {token.token_label!r} failed while the CA key was "
                          f"checked ({token.last_error})") from None
-    return CertificateAuthority(key, certificate)

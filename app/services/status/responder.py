@@ -80,7 +80,7 @@ class ResponderKeys:
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise ValueError("the responder key must be RSA or EC")
         certificate = x509.load_der_x509_certificate(bytes(row.certificate_der))
-        return Responder(row.id, ResponderIdentity(key, certificate))
+        return Responder(row.id, ResponderIdentity(key, certificate, self._ctx.ca.below_root))
 
     async def _issue(self, now: datetime, renew_before: timedelta) -> Responder:
         ctx = self._ctx
@@ -115,4 +115,4 @@ class ResponderKeys:
             return await self._load(winner)
         log.info("issued an OCSP responder certificate",
                  extra={"responder_id": responder_id, "not_after": not_after.isoformat()})
-        return Responder(responder_id, ResponderIdentity(key, certificate))
+        return Responder(responder_id, ResponderIdentity(key, certificate, ctx.ca.below_root))
