@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TITLES = {400: "Bad request", 401: "Unauthenticated", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Body too large",
+          405: "Method not allowed", 406: "Not acceptable", 409: "Conflict", 413: "Body too large",
           414: "URI too long", 415: "Unsupported media type", 422: "Invalid request",
           423: "Certificate locked", 429: "Too many requests", 500: "Internal error",
           503: "Service unavailable"}
@@ -56,7 +56,7 @@ CODES: dict[str, ProblemCode] = {
     "bad_request": _bad("There was an error parsing the body", "The body could not be decoded "
                         "(e.g. bytes that are not UTF-8).", status=400),
     "malformed_json": _bad("the request body is not valid JSON", "The body is not JSON.",
-                           errors=[{"loc": ["body", 1], "msg": "JSON decode error",
+                           errors=[{"loc": ["body", "1"], "msg": "JSON decode error",
                                     "type": "json_invalid"}]),
     "invalid_request": _bad("body.pin: Field required", "A field is missing, of the wrong type "
                             "or out of range; `errors` lists each (never the value sent).",
@@ -74,8 +74,11 @@ CODES: dict[str, ProblemCode] = {
                       "Check the path against the API reference.", status=404),
     "method_not_allowed": _bad("Method Not Allowed", "The path exists but not with this "
                                "method.", "Use a method the Allow header names.", status=405),
-    "http_error": _bad("Not Acceptable", "An HTTP-level refusal without a more precise code.",
+    "http_error": _bad("Bad Request", "An HTTP-level refusal without a more precise code.",
                        status=400),
+    "not_acceptable": _bad("Not Acceptable", "No reply in a media type the Accept header "
+                           "allows.", "Accept the media type the operation documents.",
+                           status=406),
     "internal_error": ProblemCode(500, "an unexpected error occurred", "A bug: the request "
                                   "failed in an unexpected way and nothing was committed.",
                                   "Retry later and report the request_id to the operator."),
@@ -117,8 +120,6 @@ CODES: dict[str, ProblemCode] = {
     "rate_limited_wrong_codes_per_phone": _limit("wrong_codes_per_phone", 10, 3600),
     "rate_limited_wrong_codes_per_client": _limit("wrong_codes_per_client", 500, 3600),
     "rate_limited_signatures_per_certificate": _limit("signatures_per_certificate", 60, 60),
-    "rate_limited_token_attempts_per_address": _limit("token_attempts_per_address", 60, 60),
-    "rate_limited_token_failures_per_client": _limit("token_failures_per_client", 10, 300),
     "rate_limiter_unavailable": ProblemCode(503, "the rate-limit store is unavailable", "The "
                                             "shared counter store (Redis) cannot be reached; "
                                             "limited operations are refused.", _OUTAGE),
@@ -265,9 +266,15 @@ CSC_STATUS = {"invalid_request": 400, "invalid_pin": 400, "access_denied": 400,
               "invalid_token": 401, "insufficient_scope": 403, "rate_limited": 429,
               "temporarily_unavailable": 503}
 
-# Raised in the code base but never in an HTTP reply: operator CLI commands (`certcloud keys
-# retire`, `clients enable`, `clients create --scope`) and the OCSP responder, which answers an
-# outage as an OCSP ``tryLater`` response rather than problem+json.
+# Raised in the code base but never a problem reply: operator CLI commands (`certcloud keys
+# retire`, `clients enable`, `clients create --scope`); the OCSP responder, which answers an
+# outage as an OCSP ``tryLater`` response; the token endpoint's limits, which it answers as
+# RFC 6749 ``{"error": "rate_limited"}``.
 NOT_IN_REPLIES = frozenset({"key_not_found", "key_current", "key_in_use", "key_grace",
                             "key_not_retired", "client_not_found", "scope_invalid",
-                            "status_busy"})
+                            "status_busy", "rate_limited_token_attempts_per_address",
+                            "rate_limited_token_failures_per_client"})
+
+# Answered by the HTTP edge for any path, so documented by no single operation (their pages
+# exist): a method the path does not have, an Accept nothing fits, a bug.
+ANY_PATH = frozenset({"method_not_allowed", "not_acceptable", "http_error", "internal_error"})
