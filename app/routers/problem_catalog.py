@@ -100,9 +100,9 @@ def problem_type(code: str, base: str = EXAMPLE_BASE) -> str:
     return f"{base.rstrip('/')}/problems/{code}"
 
 
-def example_reply(code: str) -> dict[str, Any]:
+def example_reply(code: str, base: str = EXAMPLE_BASE) -> dict[str, Any]:
     entry = CODES[code]
-    return {"type": problem_type(code), "title": entry.reply_title, "status": entry.status,
+    return {"type": problem_type(code, base), "title": entry.reply_title, "status": entry.status,
             "detail": entry.detail, "code": code, **entry.extra,
             "request_id": EXAMPLE_REQUEST_ID}
 

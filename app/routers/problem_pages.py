@@ -4,6 +4,7 @@ nothing loaded from elsewhere; served in production too, docs or not)."""
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 
 from fastapi import APIRouter
@@ -12,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from app.domain.errors import NotFound
 from app.routers.problem_catalog import example_reply, responses_for
 from app.routers.problem_codes import CODES
+from app.routers.problems import problem_type
 
 router = APIRouter(tags=["operations"])
 
@@ -52,7 +54,13 @@ _CACHE = {"Cache-Control": "public, max-age=3600"}
 
 
 def _example(code: str) -> str:
-    return json.dumps(example_reply(code), indent=2, ensure_ascii=False)
+    base = problem_type(code).removesuffix(f"/problems/{code}")  # this service's own
+    return json.dumps(example_reply(code, base), indent=2, ensure_ascii=False)
+
+
+def _prose(text: str) -> str:
+    """Escaped, with `backticks` as <code>."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", escape(text))
 
 
 @router.get("/problems", response_class=HTMLResponse, operation_id="problem_index",
@@ -60,7 +68,7 @@ def _example(code: str) -> str:
             responses={200: {"content": {"text/html": {}}}})
 async def problem_index() -> HTMLResponse:
     items = "".join(f'<li><a href="/problems/{escape(code)}"><code>{escape(code)}</code></a> '
-                    f"({entry.status}): {escape(entry.meaning)}</li>"
+                    f"({entry.status}): {_prose(entry.meaning)}</li>"
                     for code, entry in sorted(CODES.items()))
     return HTMLResponse(_INDEX.format(items=items), headers=_CACHE)
 
@@ -73,6 +81,6 @@ async def problem_page(code: str) -> HTMLResponse:
     if entry is None:
         raise NotFound("no such problem code", code="not_found")
     page = _PAGE.format(code=escape(code), status=entry.status, title=escape(entry.reply_title),
-                        meaning=escape(entry.meaning), action=escape(entry.action),
+                        meaning=_prose(entry.meaning), action=_prose(entry.action),
                         example=escape(_example(code)))
     return HTMLResponse(page, headers=_CACHE)
