@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.params import Form
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -65,30 +64,24 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)
 
 
-def _media_type_refused(request: Request, exc: RequestValidationError) -> str | None:
-    """The media type the route takes, when the body failed because it was sent as another."""
+def _refused_media_type(request: Request, exc: RequestValidationError) -> bool:
+    """The JSON body failed because it was sent as another media type (FastAPI then validates
+    the raw bytes and would say 422). A body without Content-Type is read as JSON."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or route.body_field is None:
-        return None
+        return False
     if not any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors()):
-        return None
+        return False
     sent = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if isinstance(route.body_field.field_info, Form):
-        wanted = "application/x-www-form-urlencoded"
-        fits = sent in (wanted, "multipart/form-data")
-    else:  # FastAPI reads a body without Content-Type as JSON too
-        wanted = "application/json"
-        fits = not sent or sent == wanted or (sent.startswith("application/")
-                                              and sent.endswith("+json"))
-    return None if fits else wanted
+    return not (not sent or sent == "application/json"
+                or (sent.startswith("application/") and sent.endswith("+json")))
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    wanted = _media_type_refused(request, exc)
-    if wanted is not None:
+    if _refused_media_type(request, exc):
         return problem(415, "unsupported_media_type", "Unsupported media type",
-                       f"this operation takes {wanted}")
+                       "this operation takes application/json")
     errors = []
     for error in exc.errors():
         # Echo where and why, never the submitted value (it may be a PIN or an RRN).
@@ -119,17 +112,3 @@ def install(app: FastAPI, public_base_url: str = "http://127.0.0.1:8000") -> Non
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-
-
-PROBLEM_RESPONSE: dict[str, Any] = {
-    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {401: "Missing or invalid token", 403: "Missing scope or wrong PIN",
-                    404: "Unknown id", 409: "State conflict", 413: "Body too large",
-                    422: "Invalid fields", 423: "Certificate locked", 429: "Too many requests",
-                    503: "A dependency is down"}
-    return {status: {"description": descriptions.get(status, "Error"), **PROBLEM_RESPONSE}
-            for status in statuses}
