@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import create_app
 from app.openapi_doc import current_document
+from app.routers.problem_catalog import ROUTE_CODES
 from app.services.auth import BANK_SCOPES, Scope
 from tests.conftest import Bank, Service, make_bank, make_settings, truncate_all
 from tests.resilience.conftest import report
@@ -95,6 +96,11 @@ def test_every_operation_holds_to_its_document(case: Any, client: Any) -> None:
     case.validate_response(response, checks=CHECKS, headers=headers)
     if response.status_code >= 400:
         Run.error_replies += 1
+        if response.headers.get("content-type") == "application/problem+json":
+            # The code is one the operation documents (app/routers/problem_catalog.py).
+            operation_id = case.operation.definition.raw["operationId"]
+            code = response.json()["code"]
+            assert code in ROUTE_CODES[operation_id], (operation_id, code)
 
 
 def test_every_error_reply_is_declared_with_a_schema_to_check() -> None:
