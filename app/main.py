@@ -23,6 +23,7 @@ from app.routers import (
     metrics,
     oauth,
     ocsp,
+    problem_pages,
     problems,
     sandbox,
     status,
@@ -32,6 +33,7 @@ from app.routers import csc as csc_router
 from app.routers import signatures as signatures_router
 from app.routers.idempotency import IdempotencyMiddleware
 from app.routers.limits import BodyLimitMiddleware
+from app.routers.problem_catalog import finish as finish_problem_docs
 from app.routers.schemas import Problem
 from app.security_headers import SecurityHeadersMiddleware
 from app.services import audit as audit_trail
@@ -91,14 +93,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app = FastAPI(title="Certcloud", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json" if settings.serves_docs else None)
-    problems.install(app)
+    problems.install(app, settings.public_base_url)
     app.state.metrics = app_metrics
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
-    for module in (oauth, verifications, certificates, status, audit, health, metrics):
+    for module in (oauth, verifications, certificates, status, audit, health, metrics,
+                   problem_pages):
         app.include_router(module.router)
     app.include_router(signatures_router.router)
     app.include_router(csc_router.router)
@@ -112,8 +115,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-                Problem.model_json_schema())
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            problem_schema = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            components.update(problem_schema.pop("$defs", {}))
+            components["Problem"] = problem_schema
+            finish_problem_docs(schema)
             _declare_idempotency_key(schema)
             app.openapi_schema = schema
         return app.openapi_schema

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from itertools import pairwise
+from typing import TypeGuard
 
 from app.domain.errors import InvalidInput
 
@@ -95,14 +96,19 @@ def pin_substrings(pin: str) -> Iterable[str]:
             yield pin[start : start + size]
 
 
-def check_pin_format(pin: object, *, code: str = "pin_malformed") -> str:
-    """The format every PIN has, new or tried: exactly 6 ASCII digits. A PIN given to open a
-    key is checked with this first, so a malformed one costs no try and no KDF run.
+def is_pin_format(pin: object) -> TypeGuard[str]:
+    """The format every PIN has, new or tried: exactly 6 ASCII digits."""
+    return isinstance(pin, str) and _PIN.fullmatch(pin) is not None
 
-    :raises InvalidInput: with ``code`` (``pin_malformed`` for a PIN tried).
+
+def check_pin_format(pin: object) -> str:
+    """A PIN given to open a key is checked with this first, so a malformed one costs no try
+    and no KDF run.
+
+    :raises InvalidInput: ``pin_malformed``.
     """
-    if not isinstance(pin, str) or not _PIN.fullmatch(pin):
-        raise InvalidInput("pin must be exactly 6 digits", code=code)
+    if not is_pin_format(pin):
+        raise InvalidInput("pin must be exactly 6 digits", code="pin_malformed")
     return pin
 
 
@@ -113,7 +119,8 @@ def check_pin(pin: object, *, is_birth_pattern: Callable[[str], bool]) -> str:
         patterns (the patterns are kept as keyed hashes, so the caller supplies the test).
     :raises InvalidInput: with code ``pin_format`` or ``pin_weak``.
     """
-    pin = check_pin_format(pin, code="pin_format")
+    if not is_pin_format(pin):
+        raise InvalidInput("pin must be exactly 6 digits", code="pin_format")
     if len(set(pin)) == 1:
         raise InvalidInput("pin must not repeat one digit", code="pin_weak")
     steps = {int(b) - int(a) for a, b in pairwise(pin)}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from app.deps import AuditClient, ContainerDep
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 from app.services import audit
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -35,7 +35,7 @@ class AuditPage(BaseModel):
 
 @router.get("", response_model=AuditPage, operation_id="list_audit_events",
             summary="Page through the audit trail in order",
-            responses=problem_responses(401, 403, 422, 503))
+            responses=responses_for("list_audit_events"))
 async def list_audit_events(_principal: AuditClient, container: ContainerDep,
                             after: int = Query(0, ge=0, le=2**63 - 1,
                                               description="last seq already seen"),

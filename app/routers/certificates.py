@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.deps import ContainerDep, IssueClient, ReadClient, RevokeClient, SignClient
 from app.domain.certificates import RevocationReason
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 from app.routers.schemas import (
     CertificateCreate,
     CertificateList,
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
 
 @router.post("", status_code=201, response_model=CertificatePublic,
              operation_id="issue_certificate", summary="Issue a certificate",
-             responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
+             responses=responses_for("issue_certificate"))
 async def issue_certificate(body: CertificateCreate, principal: IssueClient,
                             container: ContainerDep) -> CertificatePublic:
     certificate = await container.certificates.issue(
@@ -42,7 +42,7 @@ async def issue_certificate(body: CertificateCreate, principal: IssueClient,
              description="Each bank client may look up only so many RRNs a minute (429 "
                          "`rate_limited_lookups_per_client` with `Retry-After` past that); "
                          "every lookup, found or not, is audited with a keyed hash of the RRN.",
-             responses=problem_responses(400, 401, 403, 422, 429, 503))
+             responses=responses_for("lookup_certificates"))
 async def lookup_certificates(body: LookupRequest, principal: ReadClient,
                               container: ContainerDep) -> CertificateList:
     found = await container.lookup.lookup(client_id=principal.client_id, rrn=body.rrn,
@@ -53,7 +53,7 @@ async def lookup_certificates(body: LookupRequest, principal: ReadClient,
 
 @router.get("/{certificate_id}", response_model=CertificatePublic,
             operation_id="get_certificate", summary="Read a certificate",
-            responses=problem_responses(401, 403, 404))
+            responses=responses_for("get_certificate"))
 async def get_certificate(certificate_id: str, _principal: ReadClient,
                           container: ContainerDep) -> CertificatePublic:
     certificate = await container.certificates.get(certificate_id)
@@ -63,7 +63,7 @@ async def get_certificate(certificate_id: str, _principal: ReadClient,
 @router.post("/{certificate_id}/reissue", status_code=201, response_model=CertificatePublic,
              operation_id="reissue_certificate",
              summary="Reissue with a new key and PIN after a phone verification",
-             responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
+             responses=responses_for("reissue_certificate"))
 async def reissue_certificate(certificate_id: str, body: ReissueRequest,
                               principal: IssueClient,
                               container: ContainerDep) -> CertificatePublic:
@@ -76,7 +76,7 @@ async def reissue_certificate(certificate_id: str, body: ReissueRequest,
 @router.post("/{certificate_id}/unlock", response_model=CertificatePublic,
              operation_id="unlock_certificate",
              summary="Clear a PIN lockout after a phone verification (the PIN stays)",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+             responses=responses_for("unlock_certificate"))
 async def unlock_certificate(certificate_id: str, body: UnlockRequest, principal: IssueClient,
                              container: ContainerDep) -> CertificatePublic:
     certificate = await container.certificates.unlock(
@@ -87,7 +87,7 @@ async def unlock_certificate(certificate_id: str, body: UnlockRequest, principal
 
 @router.post("/{certificate_id}/pin", response_model=CertificatePublic,
              operation_id="change_pin", summary="Change the PIN (the key is rewrapped)",
-             responses=problem_responses(400, 401, 403, 404, 409, 422, 423, 429, 503))
+             responses=responses_for("change_pin"))
 async def change_pin(certificate_id: str, body: PinChange, principal: SignClient,
                      container: ContainerDep) -> CertificatePublic:
     certificate = await container.certificates.change_pin(
@@ -99,7 +99,7 @@ async def change_pin(certificate_id: str, body: PinChange, principal: SignClient
 @router.post("/{certificate_id}/revoke", response_model=CertificatePublic,
              operation_id="revoke_certificate",
              summary="Revoke, proven by the PIN or a phone verification (idempotent)",
-             responses=problem_responses(400, 401, 403, 404, 409, 422, 423, 429, 503))
+             responses=responses_for("revoke_certificate"))
 async def revoke_certificate(certificate_id: str, body: RevokeRequest,
                              principal: RevokeClient,
                              container: ContainerDep) -> CertificatePublic:

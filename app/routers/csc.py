@@ -41,6 +41,7 @@ from app.domain.errors import (
     RateLimited,
     Unauthenticated,
 )
+from app.routers.problem_catalog import csc_responses_for
 from app.services.auth import Scope
 from app.services.csc import MAX_HASHES, SAD_LIFETIME, generalized_time
 
@@ -156,18 +157,6 @@ class CscRoute(APIRoute):
 
 router = APIRouter(prefix="/csc/v1", tags=["csc"], route_class=CscRoute)
 
-_ERROR = {"type": "object", "required": ["error", "error_description"], "properties": {
-    "error": {"type": "string"}, "error_description": {"type": "string"},
-    "remaining_attempts": {"type": "integer"}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
-    for status, text in ((400, "CSC error (invalid_request, invalid_pin, access_denied)"),
-                         (401, "invalid_token"), (403, "insufficient_scope"),
-                         (429, "rate_limited (too many PIN checks in flight, signatures of "
-                               "the certificate or lookups of the client; Retry-After)"),
-                         (503, "temporarily_unavailable"))}
-
-
 class CscBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     clientData: StrictStr | None = None  # CSC field names are camelCase
@@ -196,7 +185,7 @@ class InfoReply(BaseModel):
              summary="CSC: the service and the methods it implements",
              description="Unlike the CSC specification, this needs a Bearer token too: every "
                          "/csc/v1 call of a bank is authenticated.",
-             responses=_ERRORS)
+             responses=csc_responses_for("csc_info"))
 async def info(_principal: SignClient, container: ContainerDep,
                _body: InfoRequest | None = None) -> InfoReply:
     return InfoReply(
@@ -223,7 +212,7 @@ class ListReply(BaseModel):
 
 @router.post("/credentials/list", response_model=ListReply, operation_id="csc_credentials_list",
              summary="CSC: the holder's active credential (userID is the RRN)",
-             responses=_ERRORS)
+             responses=csc_responses_for("csc_credentials_list"))
 async def credentials_list(body: ListRequest, principal: SignClient,
                            container: ContainerDep) -> ListReply:
     if body.pageToken is not None:
@@ -283,7 +272,7 @@ class CredentialInfoReply(BaseModel):
 @router.post("/credentials/info", response_model=CredentialInfoReply,
              response_model_exclude_none=True, operation_id="csc_credentials_info",
              summary="CSC: key algorithms, certificate chain (signer first) and PIN rules",
-             responses=_ERRORS)
+             responses=csc_responses_for("csc_credentials_info"))
 async def credentials_info(body: InfoCredentialRequest, _principal: SignClient,
                            container: ContainerDep) -> CredentialInfoReply:
     credential = await container.csc.credential(body.credentialID)
@@ -336,7 +325,7 @@ class AuthorizeReply(BaseModel):
              description=f"The SAD is valid for {int(SAD_LIFETIME.total_seconds())} seconds, "
                          "once, for this bank client and credential. A wrong PIN counts "
                          "towards the lockout of the certificate.",
-             responses=_ERRORS)
+             responses=csc_responses_for("csc_credentials_authorize"))
 async def credentials_authorize(body: AuthorizeRequest, principal: SignClient,
                                 container: ContainerDep) -> JSONResponse:
     if body.OTP is not None:
@@ -367,7 +356,7 @@ class SignHashReply(BaseModel):
 @router.post("/signatures/signHash", response_model=SignHashReply,
              operation_id="csc_signatures_sign_hash",
              summary="CSC: the raw signatures of the authorised hashes, in the order given",
-             responses=_ERRORS)
+             responses=csc_responses_for("csc_signatures_sign_hash"))
 async def signatures_sign_hash(body: SignHashRequest, principal: SignClient,
                                container: ContainerDep) -> SignHashReply:
     signatures = await container.csc.sign_hash(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from app.deps import ContainerDep
 from app.domain.errors import DomainError
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 from app.routers.schemas import Health
 
 router = APIRouter(tags=["operations"])
@@ -20,7 +20,7 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, operation_id="readyz",
             summary="The database, the key store and the rate-limit store are reachable",
-            responses=problem_responses(503))
+            responses=responses_for("readyz"))
 async def readyz(container: ContainerDep, request: Request) -> Health:
     database_up = request.app.state.metrics.database_up
     try:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.routers.problems import problem
 
 
 class BodyTooLarge(HTTPException):
@@ -32,7 +32,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._reject(send)
+                    await self._reject(scope, receive, send)
                     return
         received = 0
         started = False
@@ -56,14 +56,9 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(scope, receive, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"type": "https://certcloud.dev/problems/body_too_large",
-                           "title": "Body too large", "status": 413,
-                           "detail": f"request bodies are limited to {self.limit} bytes",
-                           "code": "body_too_large"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Inside RequestContextMiddleware: the reply carries the request id like any other.
+        await problem(413, "body_too_large", "Body too large",
+                      f"request bodies are limited to {self.limit} bytes")(scope, receive, send)

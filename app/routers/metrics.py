@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import ContainerDep, MetricsReader
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 
 router = APIRouter(tags=["operations"])
 
@@ -17,7 +17,8 @@ router = APIRouter(tags=["operations"])
             description="In production it needs a token with the `metrics:read` scope (an "
                         "operator's client, e.g. Prometheus' `oauth2` scrape setting); in "
                         "development it is open.",
-            responses={200: {"content": {"text/plain": {}}}, **problem_responses(401, 403)})
+            responses={200: {"content": {"text/plain": {}}},
+                       **responses_for("metrics")})
 async def metrics(request: Request, container: ContainerDep, _reader: MetricsReader) -> Response:
     registry = request.app.state.metrics
     checked_out = getattr(container.db.engine.pool, "checkedout", None)

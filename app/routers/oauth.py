@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.deps import ContainerDep
+from app.routers.problem_catalog import responses_for
 from app.routers.schemas import TokenReply
 from app.services.auth import OAuthError
 
@@ -61,7 +62,8 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
                      "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
                429: {"description": "rate_limited: too many attempts from this address or "
                                     "failures of this client id; see Retry-After",
-                     "content": {"application/json": {"schema": _ERROR_SCHEMA}}}},
+                     "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
+               **responses_for("issue_token")},
 )
 async def issue_token(request: Request, container: ContainerDep) -> JSONResponse:
     try:

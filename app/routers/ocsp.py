@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.pki.ocsp import MAX_REQUEST_BYTES
 from app.routers.ocsp_headers import crl_wire, ocsp_wire
-from app.routers.problems import problem, problem_responses
+from app.routers.problem_catalog import responses_for
+from app.routers.problems import problem
 from app.services.status import OcspReply, StatusService
 
 OCSP_REQUEST = "application/ocsp-request"
@@ -133,7 +134,7 @@ ROUTES: list[tuple[str, Callable[..., Any], str, dict[str, Any]]] = [
     ("/ocsp", ocsp_post, "POST", {
         "operation_id": "ocsp_post", "summary": "OCSP request (DER body, application/ocsp-request)",
         "openapi_extra": {"requestBody": {"required": True, "content": {OCSP_REQUEST: _BINARY}}},
-        "responses": {**_OCSP_OK, **problem_responses(413, 415)}}),
+        "responses": {**_OCSP_OK, **responses_for("ocsp_post")}}),
     (GET_TEMPLATE, ocsp_get, "GET", {
         "operation_id": "ocsp_get",
         "summary": "OCSP request in the URL (RFC 6960 A.1: URL-encoded base64 of the DER request)",
@@ -142,12 +143,12 @@ ROUTES: list[tuple[str, Callable[..., Any], str, dict[str, Any]]] = [
             "description": "standard base64 of the DER OCSPRequest, URL-encoded (it may hold "
                            "`/`, `+` and `=`)"}]},
         "responses": {**_OCSP_OK, 304: {"description": "Not modified (If-None-Match)"},
-                      **problem_responses(404, 414)}}),
+                      **responses_for("ocsp_get")}}),
     ("/crl", crl, "GET", {
         "operation_id": "crl", "summary": "The CRL (DER), served from the stored copy with ETag",
         "responses": {200: {"content": {PKIX_CRL: _BINARY}},
                       304: {"description": "Not modified (If-None-Match)"},
-                      **problem_responses(503)}}),
+                      **responses_for("crl")}}),
 ]
 
 

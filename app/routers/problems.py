@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.domain.errors import DomainError
@@ -26,9 +27,19 @@ _CODE_BY_STATUS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden",
                    429: "rate_limited", 503: "dependency_unavailable"}
 
 
+# Where the ``type`` URIs point: GET /problems/{code} of this service. Set by install() from
+# CERTCLOUD_PUBLIC_BASE_URL (a process serves one app; the middlewares that answer problems
+# themselves have no settings at hand).
+_type_base = ["http://127.0.0.1:8000"]
+
+
+def problem_type(code: str) -> str:
+    return f"{_type_base[0]}/problems/{code}"
+
+
 def problem(status: int, code: str, title: str, detail: str,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"https://certcloud.dev/problems/{code}", "title": title, "status": status,
+    body = {"type": problem_type(code), "title": title, "status": status,
             "detail": detail, "code": code, **extra}
     request_id = request_id_var.get()
     if request_id:
@@ -53,8 +64,24 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)
 
 
-def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _refused_media_type(request: Request, exc: RequestValidationError) -> bool:
+    """The JSON body failed because it was sent as another media type (FastAPI then validates
+    the raw bytes and would say 422). A body without Content-Type is read as JSON."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or route.body_field is None:
+        return False
+    if not any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors()):
+        return False
+    sent = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return not (not sent or sent == "application/json"
+                or (sent.startswith("application/") and sent.endswith("+json")))
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if _refused_media_type(request, exc):
+        return problem(415, "unsupported_media_type", "Unsupported media type",
+                       "this operation takes application/json")
     errors = []
     for error in exc.errors():
         # Echo where and why, never the submitted value (it may be a PIN or an RRN).
@@ -79,22 +106,9 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, public_base_url: str = "http://127.0.0.1:8000") -> None:
+    _type_base[0] = public_base_url.rstrip("/")
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-
-
-PROBLEM_RESPONSE: dict[str, Any] = {
-    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {401: "Missing or invalid token", 403: "Missing scope or wrong PIN",
-                    404: "Unknown id", 409: "State conflict", 413: "Body too large",
-                    422: "Invalid fields", 423: "Certificate locked", 429: "Too many requests",
-                    503: "A dependency is down"}
-    return {status: {"description": descriptions.get(status, "Error"), **PROBLEM_RESPONSE}
-            for status in statuses}

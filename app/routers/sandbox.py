@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from app.deps import ContainerDep
 from app.domain.errors import DomainError, NotFound
 from app.domain.verification import normalize_phone
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 from app.routers.schemas import KeypadRequest, SandboxMessage, VerificationPublic
 from app.verifiers.registry import ProviderVerifier
 from app.verifiers.sandbox import SandboxVerifier
@@ -25,7 +25,7 @@ def _sandbox(container: ContainerDep) -> SandboxVerifier:
 
 @router.get("/sandbox/messages", response_model=list[SandboxMessage],
             operation_id="sandbox_messages", summary="SMS the sandbox would have sent",
-            responses=problem_responses(404, 422))
+            responses=responses_for("sandbox_messages"))
 async def sandbox_messages(container: ContainerDep,
                            phone: str | None = Query(None, max_length=32)
                            ) -> list[SandboxMessage]:
@@ -38,7 +38,7 @@ async def sandbox_messages(container: ContainerDep,
 @router.post("/sandbox/ars/{verification_id}/keypad", response_model=VerificationPublic,
              operation_id="sandbox_ars_keypad",
              summary="Simulate the person keying digits in during the ARS call",
-             responses=problem_responses(400, 404, 409, 422))
+             responses=responses_for("sandbox_ars_keypad"))
 async def sandbox_keypad(verification_id: str, body: KeypadRequest,
                          container: ContainerDep) -> VerificationPublic:
     _sandbox(container)

@@ -13,13 +13,36 @@ from app.services.issuer import pem_of
 _SECRET: dict[str, Any] = {"writeOnly": True}
 
 
+class ProblemFieldError(BaseModel):
+    """One field that failed validation: where and why, never the value sent."""
+    model_config = ConfigDict(extra="forbid")
+    loc: list[str] = Field(description="e.g. [\"body\", \"pin\"]")
+    msg: str
+    type: str = Field(description="pydantic's error type, e.g. `missing`")
+
+
 class Problem(BaseModel):
-    type: str
+    """An error reply (RFC 9457). ``type`` is a page of this service explaining ``code``."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "type": "http://127.0.0.1:8000/problems/pin_invalid", "title": "Wrong PIN",
+        "status": 403, "detail": "wrong PIN", "code": "pin_invalid", "remaining_attempts": 3,
+        "request_id": "5b0c1f6f4f7a4bd8a2b1f0c3d9e8a7b6"}]})
+    type: str = Field(description="GET it for a page explaining the code: "
+                                  "{CERTCLOUD_PUBLIC_BASE_URL}/problems/{code}")
     title: str
     status: int
     detail: str
-    code: str = Field(examples=["pin_invalid"])
-    remaining_attempts: int | None = None
+    code: str = Field(description="A stable machine word naming the problem")
+    request_id: str | None = Field(None, description="Also in the X-Request-ID header; quote "
+                                                     "it to the operator")
+    errors: list[ProblemFieldError] | None = Field(
+        None, description="`invalid_request` and `malformed_json`: each field that failed")
+    remaining_attempts: int | None = Field(
+        None, description="`pin_invalid`, `pin_locked`, `verification_code_invalid`: tries "
+                          "left before the lock")
+    retry_after: int | None = Field(None, description="429: seconds to wait (as Retry-After)")
+    limit: int | None = Field(None, description="429 `rate_limited_*`: the window's allowance")
+    window_seconds: int | None = Field(None, description="429 `rate_limited_*`: the window")
 
 
 class TokenReply(BaseModel):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from app.deps import ContainerDep, SignClient
 from app.domain.errors import InvalidInput
 from app.pki.signing import Mechanism, Padding
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 from app.routers.schemas import CertificatePublic
 from app.services.signing import MAX_BATCH, Payload, SignatureFormat, SignOptions
 
@@ -98,7 +98,7 @@ def _payloads(body: SignatureCreate) -> tuple[list[Payload], bool]:
                 "last 30 days before expiry the certificate is renewed first (new key under the "
                 "same PIN, `renewed` set) and the signature is made with the renewed one. "
                 f"`items` signs up to {MAX_BATCH} data items or digests under one PIN check.",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 423, 429, 503))
+    responses=responses_for("create_signature"))
 async def create_signature(certificate_id: str, body: SignatureCreate, principal: SignClient,
                            container: ContainerDep) -> JSONResponse:
     payloads, batch = _payloads(body)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from app.deps import ContainerDep
 from app.domain.certificates import CertificateStatus
 from app.domain.errors import InvalidInput
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 from app.routers.schemas import StatusPublic
 
 router = APIRouter(tags=["status"])
@@ -50,7 +50,7 @@ async def ca_chain_pem(container: ContainerDep) -> Response:
 
 @router.get("/v1/status/{serial}", response_model=StatusPublic, operation_id="get_status",
             summary="Certificate status by serial (lowercase hex)",
-            responses=problem_responses(422, 503))
+            responses=responses_for("get_status"))
 async def get_status(serial: str, container: ContainerDep) -> StatusPublic:
     normalized = serial.lower().removeprefix("0x").lstrip("0") or "0"
     if not _SERIAL.match(normalized):

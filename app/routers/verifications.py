@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from app.deps import ContainerDep, IssueClient
 from app.domain.errors import DependencyUnavailable
 from app.domain.verification import Channel, Purpose, Verification
-from app.routers.problems import problem_responses
+from app.routers.problem_catalog import responses_for
 from app.routers.schemas import VerificationConfirm, VerificationCreate, VerificationPublic
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
@@ -24,7 +24,7 @@ def _public(verification: Verification, container: ContainerDep,
 
 @router.post("", status_code=201, response_model=VerificationPublic,
              operation_id="start_verification", summary="Start a phone verification",
-             responses=problem_responses(400, 401, 403, 422, 503))
+             responses=responses_for("start_verification"))
 async def start_verification(body: VerificationCreate, principal: IssueClient,
                              container: ContainerDep, request: Request) -> VerificationPublic:
     provider_up = request.app.state.metrics.provider_up
@@ -42,7 +42,7 @@ async def start_verification(body: VerificationCreate, principal: IssueClient,
 
 @router.get("/{verification_id}", response_model=VerificationPublic,
             operation_id="get_verification", summary="Read a verification (poll ARS calls)",
-            responses=problem_responses(401, 403, 404))
+            responses=responses_for("get_verification"))
 async def get_verification(verification_id: str, principal: IssueClient,
                            container: ContainerDep) -> VerificationPublic:
     verification = await container.verifications.get(client_id=principal.client_id,
@@ -52,7 +52,7 @@ async def get_verification(verification_id: str, principal: IssueClient,
 
 @router.post("/{verification_id}/confirm", response_model=VerificationPublic,
              operation_id="confirm_verification", summary="Confirm an SMS code",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+             responses=responses_for("confirm_verification"))
 async def confirm_verification(verification_id: str, body: VerificationConfirm,
                                principal: IssueClient,
                                container: ContainerDep) -> VerificationPublic:

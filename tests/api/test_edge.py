@@ -16,6 +16,7 @@ from tests.conftest import Bank, Service, issue_body, person
 PROBLEM = "application/problem+json"
 LIMIT = 64 * 1024
 ANY_ID = "00000000-0000-0000-0000-000000000000"
+PUBLIC_BASE_URL = "http://certcloud.test"  # tests/conftest.py make_settings
 
 
 def _problem(reply: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
@@ -26,7 +27,9 @@ def _problem(reply: httpx.Response, status: int, code: str | None = None) -> dic
     assert isinstance(body, dict)
     assert {"type", "title", "status", "detail", "code"} <= body.keys(), body
     assert body["status"] == status
-    assert isinstance(body["type"], str) and body["type"].startswith("https://")
+    # An absolute URI under the public base URL: the app's own page explaining the code.
+    assert body["type"] == f"{PUBLIC_BASE_URL}/problems/{body['code']}", body
+    assert body.get("request_id") == reply.headers["x-request-id"], body
     assert isinstance(body["title"], str) and body["title"]
     assert isinstance(body["detail"], str)
     assert isinstance(body["code"], str) and body["code"].replace("_", "").isalpha()

@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import create_app
 from app.openapi_doc import current_document
+from app.routers.problem_catalog import ROUTE_CODES
 from app.services.auth import BANK_SCOPES, Scope
 from tests.conftest import Bank, Service, make_bank, make_settings, truncate_all
 from tests.resilience.conftest import report
@@ -44,6 +45,7 @@ class Run:
     token = ""
     started = 0.0
     calls: dict[str, int] = {}  # one run per process
+    error_replies = 0  # 4xx/5xx replies checked against their documented schema
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def client(template_dir: Path, database_url: str,
     finally:
         schemathesis_asgi.shutdown_lifespans()
         report("schemathesis", operations=len(Run.calls), requests=sum(Run.calls.values()),
-               per_operation=Run.calls,
+               error_replies_validated=Run.error_replies, per_operation=Run.calls,
                seconds=round(time.monotonic() - Run.started, 1))
 
 
@@ -92,6 +94,29 @@ def test_every_operation_holds_to_its_document(case: Any, client: Any) -> None:
     response = case.call(base_url=f"http://{schemathesis_asgi.HOST}", session=client,
                          headers=headers)
     case.validate_response(response, checks=CHECKS, headers=headers)
+    if response.status_code >= 400:
+        Run.error_replies += 1
+        if response.headers.get("content-type") == "application/problem+json":
+            # The code is one the operation documents (app/routers/problem_catalog.py).
+            operation_id = case.operation.definition.raw["operationId"]
+            code = response.json()["code"]
+            assert code in ROUTE_CODES[operation_id], (operation_id, code)
+
+
+def test_every_error_reply_is_declared_with_a_schema_to_check() -> None:
+    """response_schema_conformance checks a reply only against a declared schema: so every
+    documented 4xx/5xx has one (Problem, or the CSC/RFC 6749 error object), and Problem
+    admits no undeclared field."""
+    document = current_document()
+    assert document["components"]["schemas"]["Problem"]["additionalProperties"] is False
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status[0] in "45":
+                    content = response.get("content")
+                    assert content, (method, path, status)
+                    assert all(media.get("schema") for media in content.values()), (
+                        method, path, status)
 
 
 async def test_csc_routes_answer_an_undecodable_body_in_the_csc_shape(bank: Bank) -> None:
