@@ -68,6 +68,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         configure_logging(settings.log_level)
         container = await build_container(settings, clock, verifier)
         app.state.container = container
+
+        def crl_age() -> float | None:
+            this_update = container.status.served_crl_this_update
+            return None if this_update is None else (clock.now() - this_update).total_seconds()
+
+        app_metrics.watch_crl(crl_age)
         audit_trail.event_listeners.append(count_event)
         sweeper = asyncio.create_task(run_periodically(
             container.db, clock, settings.sweep_interval_seconds))
@@ -86,7 +92,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.state.metrics = app_metrics
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=app_metrics,
+                       log_requests=settings.access_log)
     app.add_middleware(SecurityHeadersMiddleware)
     ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
     for module in (oauth, verifications, certificates, status, audit, health, metrics):

@@ -189,3 +189,8 @@ class KeypadRequest(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class Readiness(Health):
+    components: dict[str, Literal["up", "down"]] = Field(
+        examples=[{"database": "up", "counter_store": "up", "key_store": "up"}])
