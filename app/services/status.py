@@ -225,7 +225,6 @@ class StatusService:
         self._responder_lock = asyncio.Lock()
         self._crl: CrlCopy | None = None
         self._crl_floor = 0  # the highest cRLNumber known to be stored; older copies are dropped
-        self._newest_crl_this_update: datetime | None = None  # for the CRL-age metric
         self._crl_lock = asyncio.Lock()
         self._crl_task: asyncio.Task[CrlMeta] | None = None
         self._sync_lock = asyncio.Lock()
@@ -246,8 +245,7 @@ class StatusService:
         async with self.db.transaction(write=False) as conn:
             stored = await StatusRepository(conn).latest_crl_meta()
         if stored is None:
-            stored = await self.regenerate_crl()
-        self._note_crl(stored)
+            await self.regenerate_crl()
         if replica:
             self._replica = True
             await self.sync()
@@ -767,14 +765,8 @@ class StatusService:
                 raise DependencyUnavailable("no CRL has been published yet",
                                             code="crl_unavailable")
             copy = self._crl_copy(*found)
-            self._note_crl(copy.meta)
             self._keep_crl(copy, epoch)
             return copy
-
-    def _note_crl(self, meta: CrlMeta) -> None:
-        known = self._newest_crl_this_update
-        if known is None or meta.this_update > known:
-            self._newest_crl_this_update = meta.this_update
 
     def _keep_crl(self, copy: CrlCopy, epoch: int | None = None) -> None:
         """Serve ``copy`` from memory unless a newer CRL is known, or (for a copy read from
@@ -788,11 +780,8 @@ class StatusService:
 
     @property
     def served_crl_this_update(self) -> datetime | None:
-        """thisUpdate of the CRL this replica serves from memory, else of the newest it has
-        seen stored (from start on), for the CRL-age metric."""
-        if self._crl is not None:
-            return self._crl.meta.this_update
-        return self._newest_crl_this_update
+        """thisUpdate of the CRL this replica serves from memory (for the CRL-age metric)."""
+        return self._crl.meta.this_update if self._crl is not None else None
 
     def _crl_copy(self, meta: CrlMeta, der: bytes) -> CrlCopy:
         etag = f'"{meta.sha256[:40]}"'
@@ -859,7 +848,6 @@ class StatusService:
                                      **{f"{k}_seconds": round(v, 3)
                                         for k, v in self.last_crl_timings.items()}})
         if stored:  # the newest when it was stored; a newer one since raised the floor
-            self._note_crl(meta)
             self._keep_crl(self._crl_copy(meta, der))
         return meta
 
