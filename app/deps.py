@@ -10,6 +10,7 @@ from fastapi.security import OAuth2, SecurityScopes
 
 from app.bootstrap import Container
 from app.domain.errors import Forbidden, Unauthenticated
+from app.observability import note_client
 from app.services.auth import Principal, Scope
 
 SCOPE_DESCRIPTIONS = {
@@ -45,6 +46,7 @@ async def current_principal(
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("a Bearer access token is required", code="token_missing")
     principal = await container.auth.authenticate(token.strip())
+    note_client(principal.client_id)
     missing = [scope for scope in security_scopes.scopes if scope not in principal.scopes]
     if missing:
         raise Forbidden(f"the token lacks the scope {' '.join(missing)}", code="scope_missing")

@@ -1,4 +1,5 @@
-"""Request ids on every log line and problem reply, and Prometheus metrics at /metrics."""
+"""Request ids on every log line and problem reply, one JSON access line per request, and
+Prometheus metrics at /metrics."""
 
 from __future__ import annotations
 
@@ -6,13 +7,34 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# What the access line may say about the caller, filled in by the auth dependency. A mutable
+# holder, so that a value set in a copied context (a dependency) reaches the middleware.
+request_client_var: ContextVar[dict[str, str] | None] = ContextVar("request_client",
+                                                                    default=None)
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+access_log = logging.getLogger("certcloud.access")
+
+
+def note_client(client_id: str) -> None:
+    """Name the authenticated bank client on this request's access line."""
+    holder = request_client_var.get()
+    if holder is not None:
+        holder["client_id"] = client_id
 
 
 class RequestIdFilter(logging.Filter):
@@ -52,14 +74,28 @@ class Metrics:
         self.database_up = Gauge("certcloud_database_up", "1 when the last readiness "
                                  "check reached the database", registry=self.registry)
         self.provider_up.set(1)
+        # The process (CPU, memory, open files), the garbage collector and the Python version.
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+
+    def watch_crl(self, age_seconds: Callable[[], float | None]) -> None:
+        """The CRL age is asked for at each scrape, so it is right from start and never stale
+        (NaN while no CRL is known)."""
+        def age() -> float:
+            seconds = age_seconds()
+            return float("nan") if seconds is None else seconds
+        self.crl_age.set_function(age)
 
 
 class RequestContextMiddleware:
     """Gives each request an id (a sane incoming X-Request-ID is kept), echoes it in the reply
-    headers, and counts requests by route template and status."""
+    headers, counts requests by route template and status, and logs one access line: method,
+    route template (never the raw path or query), status, duration, request id and bank
+    client. Never a header, a body or a query value."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics, *, log_requests: bool = True) -> None:
+        self.app, self.metrics, self.log_requests = app, metrics, log_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +104,8 @@ class RequestContextMiddleware:
         incoming = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _INCOMING_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        client: dict[str, str] = {}
+        client_token = request_client_var.set(client)
         started = time.perf_counter()
         status = 500
 
@@ -86,7 +124,13 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
+            seconds = time.perf_counter() - started
             self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(
-                time.perf_counter() - started)
+            self.metrics.latency.labels(method, template).observe(seconds)
+            if self.log_requests:
+                access_log.info("request", extra={
+                    "method": method, "route": template, "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "client_id": client.get("client_id")})
+            request_client_var.reset(client_token)
             request_id_var.reset(token)

@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
+    # One JSON line per request (logger certcloud.access, at INFO); OCSP cache hits, answered
+    # before the middleware, are counted in /metrics but never logged.
+    access_log: bool = True
     max_body_bytes: int = 64 * 1024
     database_timeout_seconds: float = Field(5.0, gt=0)
     sweep_interval_seconds: float = Field(60.0, gt=0)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.storage.migrate import MIGRATION_LOCK_KEY
 from app.storage.schema import metadata
 
 config = context.config
@@ -42,7 +43,21 @@ def do_run_migrations(connection: Connection) -> None:
 async def run_async_migrations() -> None:
     engine = create_async_engine(_url(), poolclass=pool.NullPool)
     async with engine.connect() as connection:
-        await connection.run_sync(do_run_migrations)
+        # Replicas that start together migrate one at a time: each waits for this session
+        # lock, then reads the version the one before it left (SQLite needs none: one file,
+        # one host, and its writers queue on the file lock).
+        locked = connection.dialect.name == "postgresql"
+        if locked:
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"),
+                                     {"key": MIGRATION_LOCK_KEY})
+            await connection.commit()
+        try:
+            await connection.run_sync(do_run_migrations)
+        finally:
+            if locked:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                         {"key": MIGRATION_LOCK_KEY})
+                await connection.commit()
     await engine.dispose()
 
 

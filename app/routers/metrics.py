@@ -24,7 +24,4 @@ async def metrics(request: Request, container: ContainerDep, _reader: MetricsRea
     checked_out = getattr(container.db.engine.pool, "checkedout", None)
     if callable(checked_out):
         registry.pool_checked_out.set(checked_out())
-    crl_this_update = container.status.served_crl_this_update
-    if crl_this_update is not None:
-        registry.crl_age.set((container.clock.now() - crl_this_update).total_seconds())
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

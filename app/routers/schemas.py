@@ -43,6 +43,9 @@ class Problem(BaseModel):
     retry_after: int | None = Field(None, description="429: seconds to wait (as Retry-After)")
     limit: int | None = Field(None, description="429 `rate_limited_*`: the window's allowance")
     window_seconds: int | None = Field(None, description="429 `rate_limited_*`: the window")
+    component: str | None = Field(None, description="`/readyz` 503: the first component down")
+    components: dict[str, Literal["up", "down"]] | None = Field(
+        None, description="`/readyz` 503: every component, `up` or `down`")
 
 
 class TokenReply(BaseModel):
@@ -212,3 +215,8 @@ class KeypadRequest(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class Readiness(Health):
+    components: dict[str, Literal["up", "down"]] = Field(
+        examples=[{"database": "up", "counter_store": "up", "key_store": "up"}])

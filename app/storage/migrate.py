@@ -10,6 +10,9 @@ from alembic.config import Config
 from app.storage.db import prepare_sqlite_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The PostgreSQL advisory lock that `db upgrade` holds while it migrates (migrations/env.py):
+# a fixed signed 64-bit key (the ASCII of "ccmigrat", shifted) that nothing else takes.
+MIGRATION_LOCK_KEY = int.from_bytes(b"ccmigrat", "big") - 2**63
 
 
 def alembic_config(database_url: str) -> Config:

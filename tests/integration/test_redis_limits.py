@@ -144,6 +144,9 @@ async def test_the_service_answers_503_while_redis_is_gone(settings: Settings,
         assert messages.json() == []  # nothing sent, nothing to pay for
         ready = await service.http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["code"] == "rate_limiter_unavailable"
+        assert ready.json()["component"] == "counter_store"  # /readyz names what is down
+        assert ready.json()["components"]["counter_store"] == "down"
+        assert ready.json()["components"]["database"] == "up"
 
 
 async def test_a_redis_url_that_is_not_one_stops_the_start(settings: Settings) -> None:
