@@ -11,13 +11,14 @@ then signed with the ``cryptography`` key object (file key or token-backed key a
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from asn1crypto import algos as asn1_algos
 from asn1crypto import core as asn1_core
 from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -128,12 +129,37 @@ def _algorithm_identifier(hash_name: str, params: Params) -> asn1_algos.DigestAl
     raise ValueError("only NULL or absent parameters can be encoded")
 
 
-def _params_of(algorithm: asn1_algos.DigestAlgorithm, hash_name: str) -> Params:
-    encoded = algorithm.dump()
-    for params in (Params.NULL, Params.ABSENT):
-        if encoded == _algorithm_identifier(hash_name, params).dump():
-            return params
-    return Params.OTHER
+# Each supported hash's AlgorithmIdentifier in both shapes, encoded once: DER -> its shape.
+_SHAPES_BY_DER = {_algorithm_identifier(name, params).dump(): (name, params)
+                  for name in HASHES for params in (Params.NULL, Params.ABSENT)}
+
+
+def _params_of(algorithm_der: bytes, hash_name: str) -> Params:
+    known = _SHAPES_BY_DER.get(algorithm_der)
+    return known[1] if known is not None and known[0] == hash_name else Params.OTHER
+
+
+def _elements(contents: bytes) -> Iterator[tuple[int, bytes, bytes]]:
+    """The class, whole encoding and contents of each value in a constructed value's contents."""
+    while contents:
+        class_, _method, _tag, header, body, trailer = asn1_parser.parse(contents)
+        size = len(header) + len(body) + len(trailer)
+        yield class_, contents[:size], body
+        contents = contents[size:]
+
+
+def _only_cert_id(der: bytes, hash_name: str, name_hash: bytes, key_hash: bytes,
+                  serial: int) -> CertId:
+    """The CertID of a one-request OCSPRequest that ``cryptography`` has read, as encoded:
+    a walk over the DER (tbsRequest, past its tagged fields to requestList, the Request),
+    cheaper than a full parse on this path."""
+    tbs = next(_elements(asn1_parser.parse(der)[4]))[2]
+    request_list = next(body for class_, _, body in _elements(tbs) if class_ == 0)
+    request = next(_elements(request_list))[2]
+    cert_id_der, cert_id_body = next(_elements(request))[1:]
+    algorithm_der = next(_elements(cert_id_body))[1]
+    return CertId(hash_name, name_hash, key_hash, serial, cert_id_der,
+                  _params_of(algorithm_der, hash_name))
 
 
 def _cert_id_of(cert_id: asn1_ocsp.CertId) -> CertId:
@@ -143,7 +169,7 @@ def _cert_id_of(cert_id: asn1_ocsp.CertId) -> CertId:
         raise malformed(f"unsupported CertID hash {hash_name}")
     return CertId(hash_name, bytes(cert_id["issuer_name_hash"].native),
                   bytes(cert_id["issuer_key_hash"].native), int(cert_id["serial_number"].native),
-                  cert_id.dump(), _params_of(cert_id["hash_algorithm"], hash_name))
+                  cert_id.dump(), _params_of(cert_id["hash_algorithm"].dump(), hash_name))
 
 
 @dataclass(frozen=True)
@@ -185,10 +211,10 @@ def parse_request(der: bytes) -> Request:
         elif extension.critical:
             raise malformed(f"unrecognised critical extension {extension.oid.dotted_string}")
     _check_nonce(nonce)
-    try:  # cryptography has checked the request; asn1crypto gives the CertID as encoded
-        item = asn1_ocsp.OCSPRequest.load(der)["tbs_request"]["request_list"][0]
-        cert_id = _cert_id_of(item["req_cert"])
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+    try:
+        cert_id = _only_cert_id(der, hash_name, parsed.issuer_name_hash, parsed.issuer_key_hash,
+                                parsed.serial_number)
+    except (ValueError, StopIteration) as exc:  # cryptography has read it: not expected
         raise malformed("not a DER OCSPRequest") from exc
     return Request((cert_id,), nonce)
 
