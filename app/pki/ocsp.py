@@ -92,7 +92,8 @@ class CertId:
         if self.der:
             return self.der
         return asn1_ocsp.CertId({
-            "hash_algorithm": _algorithm_identifier(self.hash_name, self.params),
+            "hash_algorithm": asn1_algos.DigestAlgorithm.load(
+                _DER_BY_SHAPE[self.hash_name, self.params]),
             "issuer_name_hash": self.issuer_name_hash, "issuer_key_hash": self.issuer_key_hash,
             "serial_number": self.serial}).dump()
 
@@ -130,8 +131,9 @@ def _algorithm_identifier(hash_name: str, params: Params) -> asn1_algos.DigestAl
 
 
 # Each supported hash's AlgorithmIdentifier in both shapes, encoded once: DER -> its shape.
-_SHAPES_BY_DER = {_algorithm_identifier(name, params).dump(): (name, params)
-                  for name in HASHES for params in (Params.NULL, Params.ABSENT)}
+_DER_BY_SHAPE = {(name, params): _algorithm_identifier(name, params).dump()
+                 for name in HASHES for params in (Params.NULL, Params.ABSENT)}
+_SHAPES_BY_DER = {der: shape for shape, der in _DER_BY_SHAPE.items()}
 
 
 def _params_of(algorithm_der: bytes, hash_name: str) -> Params:
