@@ -1,21 +1,24 @@
 """OCSP (RFC 6960, RFC 5019 profile, RFC 8954 nonces): parse requests, sign responses, and
 issue the delegated responder certificate.
 
-Everything is built with ``cryptography``'s OCSP builder. Its builder answers one CertID per
-response and its parser refuses requests with several, so for those (and only those) the
-request is read with ``asn1crypto`` and the response data is assembled with ``asn1crypto``, then
-signed with the same ``cryptography`` key object (file key or token-backed key alike).
+Requests are read with ``cryptography`` (which refuses those with several CertIDs; those are
+read with ``asn1crypto``), and each CertID's DER is kept as sent. Responses are assembled with
+``asn1crypto`` so that every SingleResponse carries its request's CertID verbatim (Bouncy
+Castle compares the structure exactly, ``SEQUENCE {sha1}`` is not ``SEQUENCE {sha1, NULL}``),
+then signed with the ``cryptography`` key object (file key or token-backed key alike).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from asn1crypto import algos as asn1_algos
 from asn1crypto import core as asn1_core
 from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -34,7 +37,6 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-_ASN1_HASH_NAMES = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
 
 class CertStatus(enum.StrEnum):
@@ -65,14 +67,111 @@ def unsuccessful_response(status: ocsp.OCSPResponseStatus) -> bytes:
         serialization.Encoding.DER)
 
 
+class Params(enum.StrEnum):
+    """The parameters of a CertID's hash AlgorithmIdentifier, as the request encoded them."""
+
+    NULL = "null"  # what OpenSSL, Bouncy Castle and RFC 5019 clients send
+    ABSENT = "absent"  # what RFC 5754 asks for with SHA-2
+    OTHER = "other"  # anything else: echoed, never stored
+
+
 @dataclass(frozen=True)
 class CertId:
-    """One CertID of a request: the hash algorithm's name, the issuer hashes and the serial."""
+    """One CertID of a request: the hash algorithm's name, the issuer hashes and the serial,
+    with ``der``, the CertID exactly as the request encoded it (empty: encode ``params``)."""
 
     hash_name: str
     issuer_name_hash: bytes
     issuer_key_hash: bytes
     serial: int
+    der: bytes = b""
+    params: Params = Params.NULL
+
+    def encoded(self) -> bytes:
+        """The CertID's DER, to echo in the SingleResponse that answers it."""
+        if self.der:
+            return self.der
+        return asn1_ocsp.CertId({
+            "hash_algorithm": asn1_algos.DigestAlgorithm.load(
+                _DER_BY_SHAPE[self.hash_name, self.params]),
+            "issuer_name_hash": self.issuer_name_hash, "issuer_key_hash": self.issuer_key_hash,
+            "serial_number": self.serial}).dump()
+
+    @property
+    def shape(self) -> str | None:
+        """The key of the stored response for this CertID beside its serial (the issuer hashes
+        are this CA's, so the hash and its parameters fix the encoding); None: not stored."""
+        return shape_key(self.hash_name, self.params)
+
+
+def shape_key(hash_name: str, params: Params) -> str | None:
+    """``sha1`` for SHA-1 with NULL parameters (the shape stored ever since), ``sha1/a`` with
+    none; at most 8 characters, the width of ``ocsp_responses.hash_algorithm``."""
+    if params is Params.NULL:
+        return hash_name
+    if params is Params.ABSENT:
+        return f"{hash_name}/a"
+    return None
+
+
+def parse_shape_key(key: str) -> tuple[str, Params]:
+    """The inverse of :func:`shape_key`."""
+    hash_name, _, suffix = key.partition("/")
+    return hash_name, Params.ABSENT if suffix == "a" else Params.NULL
+
+
+def _algorithm_identifier(hash_name: str, params: Params) -> asn1_algos.DigestAlgorithm:
+    if params is Params.NULL:
+        return asn1_algos.DigestAlgorithm({"algorithm": hash_name,
+                                           "parameters": asn1_core.Null()})
+    if params is Params.ABSENT:  # asn1crypto would add NULL: encode the bare OID by hand
+        oid = asn1_algos.DigestAlgorithmId(hash_name).dump()
+        return asn1_algos.DigestAlgorithm.load(b"\x30" + bytes([len(oid)]) + oid)
+    raise ValueError("only NULL or absent parameters can be encoded")
+
+
+# Each supported hash's AlgorithmIdentifier in both shapes, encoded once: DER -> its shape.
+_DER_BY_SHAPE = {(name, params): _algorithm_identifier(name, params).dump()
+                 for name in HASHES for params in (Params.NULL, Params.ABSENT)}
+_SHAPES_BY_DER = {der: shape for shape, der in _DER_BY_SHAPE.items()}
+
+
+def _params_of(algorithm_der: bytes, hash_name: str) -> Params:
+    known = _SHAPES_BY_DER.get(algorithm_der)
+    return known[1] if known is not None and known[0] == hash_name else Params.OTHER
+
+
+def _elements(contents: bytes) -> Iterator[tuple[int, bytes, bytes]]:
+    """The class, whole encoding and contents of each value in a constructed value's contents."""
+    while contents:
+        class_, _method, _tag, header, body, trailer = asn1_parser.parse(contents)
+        size = len(header) + len(body) + len(trailer)
+        yield class_, contents[:size], body
+        contents = contents[size:]
+
+
+def _only_cert_id(der: bytes, hash_name: str, name_hash: bytes, key_hash: bytes,
+                  serial: int) -> CertId:
+    """The CertID of a one-request OCSPRequest that ``cryptography`` has read, as encoded:
+    a walk over the DER (tbsRequest, past its tagged fields to requestList, the Request),
+    cheaper than a full parse on this path."""
+    tbs = next(_elements(asn1_parser.parse(der)[4]))[2]
+    request_list = next(body for class_, _, body in _elements(tbs) if class_ == 0)
+    request = next(_elements(request_list))[2]
+    cert_id_der, cert_id_body = next(_elements(request))[1:]
+    algorithm_der = next(_elements(cert_id_body))[1]
+    return CertId(hash_name, name_hash, key_hash, serial, cert_id_der,
+                  _params_of(algorithm_der, hash_name))
+
+
+def _cert_id_of(cert_id: asn1_ocsp.CertId) -> CertId:
+    """A parsed CertID with its DER as sent (asn1crypto keeps the parsed encoding)."""
+    hash_name = cert_id["hash_algorithm"]["algorithm"].native
+    if hash_name not in HASHES:
+        raise malformed(f"unsupported CertID hash {hash_name}")
+    return CertId(hash_name, bytes(cert_id["issuer_name_hash"].native),
+                  bytes(cert_id["issuer_key_hash"].native), int(cert_id["serial_number"].native),
+                  cert_id.dump(), _params_of(cert_id["hash_algorithm"].dump(), hash_name))
 
 
 @dataclass(frozen=True)
@@ -114,8 +213,12 @@ def parse_request(der: bytes) -> Request:
         elif extension.critical:
             raise malformed(f"unrecognised critical extension {extension.oid.dotted_string}")
     _check_nonce(nonce)
-    return Request((CertId(hash_name, parsed.issuer_name_hash, parsed.issuer_key_hash,
-                           parsed.serial_number),), nonce)
+    try:
+        cert_id = _only_cert_id(der, hash_name, parsed.issuer_name_hash, parsed.issuer_key_hash,
+                                parsed.serial_number)
+    except (ValueError, StopIteration) as exc:  # cryptography has read it: not expected
+        raise malformed("not a DER OCSPRequest") from exc
+    return Request((cert_id,), nonce)
 
 
 def _check_nonce(nonce: bytes | None) -> None:
@@ -135,13 +238,7 @@ def _parse_with_asn1crypto(der: bytes) -> Request:
             for extension in item["single_request_extensions"] or []:
                 if extension["critical"].native:
                     raise malformed("unrecognised critical single-request extension")
-            cert_id = item["req_cert"]
-            hash_name = cert_id["hash_algorithm"]["algorithm"].native
-            if hash_name not in HASHES:
-                raise malformed(f"unsupported CertID hash {hash_name}")
-            serial = cert_id["serial_number"].native
-            cert_ids.append(CertId(hash_name, bytes(cert_id["issuer_name_hash"].native),
-                                   bytes(cert_id["issuer_key_hash"].native), int(serial)))
+            cert_ids.append(_cert_id_of(item["req_cert"]))
         nonce: bytes | None = None
         for extension in tbs["request_extensions"] or []:
             name = extension["extn_id"].native
@@ -213,41 +310,17 @@ def sign_response(responder: ResponderIdentity, answers: Sequence[SingleAnswer],
                   this_update: datetime, next_update: datetime, produced_at: datetime,
                   nonce: bytes | None = None) -> bytes:
     """A successful BasicOCSPResponse (DER) for ``answers``, signed by ``responder``, which is
-    included in ``certs``; the responder is named by key hash. ``produced_at`` is used only when
-    several CertIDs are answered (``cryptography`` stamps a single answer itself)."""
+    included in ``certs``; the responder is named by key hash. Each SingleResponse carries its
+    answer's CertID as the request encoded it."""
     if not answers:
         raise ValueError("no answers")
-    if len(answers) == 1:
-        return _sign_single(responder, answers[0], this_update, next_update, nonce)
-    return _sign_several(responder, answers, this_update, next_update, produced_at, nonce)
+    return _assemble_and_sign(responder, answers, this_update, next_update, produced_at, nonce)
 
 
-def _sign_single(responder: ResponderIdentity, answer: SingleAnswer, this_update: datetime,
-                 next_update: datetime, nonce: bytes | None) -> bytes:
-    cert_id = answer.cert_id
-    builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
-        issuer_name_hash=cert_id.issuer_name_hash, issuer_key_hash=cert_id.issuer_key_hash,
-        serial_number=cert_id.serial, algorithm=HASHES[cert_id.hash_name](),
-        cert_status=_STATUS[answer.status], this_update=this_update, next_update=next_update,
-        revocation_time=answer.revoked_at if answer.status is CertStatus.REVOKED else None,
-        revocation_reason=answer.reason if answer.status is CertStatus.REVOKED else None,
-    ).responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate).certificates(
-        [responder.certificate, *responder.chain])
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    response = builder.sign(responder.key, signature_hash(responder.key))
-    return response.public_bytes(serialization.Encoding.DER)
-
-
-_STATUS = {CertStatus.GOOD: ocsp.OCSPCertStatus.GOOD,
-           CertStatus.REVOKED: ocsp.OCSPCertStatus.REVOKED,
-           CertStatus.UNKNOWN: ocsp.OCSPCertStatus.UNKNOWN}
-
-
-def _sign_several(responder: ResponderIdentity, answers: Sequence[SingleAnswer],
+def _assemble_and_sign(responder: ResponderIdentity, answers: Sequence[SingleAnswer],
                   this_update: datetime, next_update: datetime, produced_at: datetime,
                   nonce: bytes | None) -> bytes:
-    """Several SingleResponses: ResponseData assembled with asn1crypto, signed by the key."""
+    """ResponseData assembled with asn1crypto, signed by the key."""
     responses = []
     for answer in answers:
         status: asn1_ocsp.CertStatus
@@ -261,12 +334,8 @@ def _sign_several(responder: ResponderIdentity, answers: Sequence[SingleAnswer],
             if answer.reason is not None:
                 info["revocation_reason"] = _CRL_REASON_NAMES[answer.reason]
             status = asn1_ocsp.CertStatus(name="revoked", value=info)
-        cid = answer.cert_id
         responses.append({
-            "cert_id": {"hash_algorithm": {"algorithm": _ASN1_HASH_NAMES[cid.hash_name]},
-                        "issuer_name_hash": cid.issuer_name_hash,
-                        "issuer_key_hash": cid.issuer_key_hash,
-                        "serial_number": cid.serial},
+            "cert_id": asn1_ocsp.CertId.load(answer.cert_id.encoded()),
             "cert_status": status,
             "this_update": _generalized(this_update),
             "next_update": _generalized(next_update),

@@ -8,7 +8,7 @@
   entries from their in-process caches.
 * ``status_replicas``: each serving process, the generation it has applied, and its lease.
 * ``ocsp_responders``: delegated responder certificates; the key wrapped by the KeyProtector.
-* ``ocsp_responses``: pre-signed responses per (serial, CertID hash), shared by all replicas.
+* ``ocsp_responses``: pre-signed responses per (serial, CertID shape), shared by all replicas.
 * ``crls``: the CRLs as stored and served (the newest few).
 """
 
@@ -62,7 +62,7 @@ ocsp_responders = Table(
 ocsp_responses = Table(
     "ocsp_responses", metadata,
     Column("serial", String(64), primary_key=True),
-    Column("hash_algorithm", String(8), primary_key=True),
+    Column("hash_algorithm", String(8), primary_key=True),  # the CertID shape: ocsp.shape_key
     Column("cert_status", String(8), nullable=False),
     Column("response_der", LargeBinary, nullable=False),
     Column("this_update", UtcDateTime, nullable=False),

@@ -85,8 +85,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    with serve_live(tmp_path_factory.mktemp("live")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_live(work: Path, **settings: str) -> Iterator[Live]:
+    """``certcloud serve --workers 2`` in ``work``, ready, with an API client; ``settings``
+    are extra ``CERTCLOUD_*`` variables."""
     exe = tool("certcloud")
-    work = tmp_path_factory.mktemp("live")
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     pg_url = asyncio.run(create_pg_database()) if BACKEND == "postgres" else None
@@ -99,6 +106,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                CERTCLOUD_STATUS__REFRESH_INTERVAL_SECONDS="3600")
     if pg_url:
         env["CERTCLOUD_DATABASE_URL"] = pg_url
+    env.update(settings)
     log = (work / "server.log").open("wb")
     server = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", "2"], env=env,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -4,11 +4,14 @@ The shape is a responder in front of stacked sources: first the checks that refu
 (it does not parse, names another issuer, or no responder can sign), then
 
 1. :class:`~.cache.OcspMemory`, the in-process map (the HTTP edge asks it first, directly);
-2. the ``ocsp_responses`` table: one pre-signed response per (serial, CertID hash), shared by
-   every replica and re-signed by the refresher before ``nextUpdate``;
+2. the ``ocsp_responses`` table: one pre-signed response per (serial, CertID shape: its hash
+   and whether the parameters are NULL or absent, so that each response echoes the CertID as
+   clients send it), shared by every replica and re-signed by the refresher before
+   ``nextUpdate``;
 3. on a miss in both, the certificate row, one signature, and a store into layer 2.
 
-A nonce or several CertIDs skip layer 2: one live signature over the current states.
+A nonce, several CertIDs or a CertID of another shape skip layer 2: one live signature over
+the current states.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ class OcspAnswers:
         co = self._ctx.coherence
         epoch = co.epoch
         try:
-            if request.nonce is None and len(request.cert_ids) == 1:
+            if (request.nonce is None and len(request.cert_ids) == 1
+                    and request.cert_ids[0].shape is not None):
                 reply, serials, fresh_for = await self.single(request.cert_ids[0], responder)
             else:
                 reply, serials, fresh_for = await self._live(request, responder)
@@ -78,26 +82,28 @@ class OcspAnswers:
         return reply
 
     async def single(self, cert_id: CertId, responder: Responder) -> Answer:
-        """One CertID, no nonce: the stored response, or sign one and store it."""
-        serial = _serial_hex(cert_id.serial)
+        """One CertID of a stored shape, no nonce: the stored response for that shape, or sign
+        one and store it."""
+        serial, shape = _serial_hex(cert_id.serial), cert_id.shape
+        assert shape is not None
         now = self._ctx.clock.now()
         if serial is None:
             return self._unknown(cert_id, responder, now)
-        return (await self._stored(serial, cert_id.hash_name, now)
-                or await self._sign_and_store(cert_id, serial, responder, now))
+        return (await self._stored(serial, shape, now)
+                or await self._sign_and_store(cert_id, shape, serial, responder, now))
 
-    async def _stored(self, serial: str, hash_name: str, now: datetime) -> Answer | None:
+    async def _stored(self, serial: str, shape: str, now: datetime) -> Answer | None:
         """Layer 2: the pre-signed response, while it has ``MIN_REMAINING`` left."""
         async with self._ctx.db.transaction(write=False) as conn:
-            row = await StatusRepository(conn).get_response(serial, hash_name)
+            row = await StatusRepository(conn).get_response(serial, shape)
         if row is None or row.next_update - now <= MIN_REMAINING:
             return None
         reply, fresh_for = self._reply(bytes(row.response_der), row.cert_status,
                                        row.this_update, row.next_update, now)
         return reply, (serial,), fresh_for
 
-    async def _sign_and_store(self, cert_id: CertId, serial: str, responder: Responder,
-                              now: datetime) -> Answer:
+    async def _sign_and_store(self, cert_id: CertId, shape: str, serial: str,
+                              responder: Responder, now: datetime) -> Answer:
         """Layer 3: sign the certificate's current state and store it for every replica; if
         the state changes before the store (a revocation holds the row), sign again."""
         db = self._ctx.db
@@ -113,7 +119,7 @@ class OcspAnswers:
                 if await repo.certificate_state(serial, for_share=True) != state:
                     continue  # revoked meanwhile: sign again from the new state
                 await repo.put_response(
-                    serial=serial, hash_algorithm=cert_id.hash_name,
+                    serial=serial, hash_algorithm=shape,
                     cert_status=answer.status.value, der=der, this_update=this_update,
                     next_update=next_update, responder_id=responder.id)
             reply, fresh_for = self._reply(der, answer.status.value, this_update, next_update,
@@ -129,7 +135,8 @@ class OcspAnswers:
         return reply, (), 0.0
 
     async def _live(self, request: ocsp_pki.Request, responder: Responder) -> Answer:
-        """A nonce or several CertIDs: one fresh signature over current states."""
+        """A nonce, several CertIDs or an unusual shape: one fresh signature over current
+        states."""
         serials = [_serial_hex(cert_id.serial) for cert_id in request.cert_ids]
         known = [serial for serial in serials if serial is not None]
         states: dict[str, CertificateState] = {}

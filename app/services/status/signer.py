@@ -19,9 +19,11 @@ class OcspSigner:
     def __init__(self, ctx: StatusContext, issuer: ocsp_pki.IssuerHashes) -> None:
         self._ctx, self.issuer = ctx, issuer
 
-    def cert_id(self, hash_name: str, serial: str) -> CertId:
+    def cert_id(self, shape: str, serial: str) -> CertId:
+        """This CA's CertID of ``serial`` in a stored shape (see :func:`.ocsp.shape_key`)."""
+        hash_name, params = ocsp_pki.parse_shape_key(shape)
         name_hash, key_hash = self.issuer.by_hash[hash_name]
-        return CertId(hash_name, name_hash, key_hash, int(serial, 16))
+        return CertId(hash_name, name_hash, key_hash, int(serial, 16), params=params)
 
     @staticmethod
     def answer_for(cert_id: CertId, state: CertificateState | None) -> SingleAnswer:
