@@ -40,6 +40,7 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
 
 
 @click.group()
+@click.version_option(package_name="certcloud", prog_name="certcloud")
 def main() -> None:
     """Certcloud: a certificate cloud (issue, hold, sign, revoke; OCSP, CRL, status)."""
 
