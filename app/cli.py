@@ -547,3 +547,12 @@ def ocsp_refresh(batch_size: int) -> None:
                 "responder_not_after": responder.not_valid_after_utc.isoformat()}
 
     click.echo(json.dumps(_run(lambda: _with_status(action))))
+
+
+def _register_command_modules() -> None:
+    from app.cli_certificates import certificates_group
+
+    main.add_command(certificates_group)
+
+
+_register_command_modules()
