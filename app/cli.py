@@ -551,8 +551,11 @@ def ocsp_refresh(batch_size: int) -> None:
 
 def _register_command_modules() -> None:
     from app.cli_certificates import certificates_group
+    from app.cli_clients import clients_enable, clients_rotate_secret
 
     main.add_command(certificates_group)
+    clients.add_command(clients_rotate_secret)
+    clients.add_command(clients_enable)
 
 
 _register_command_modules()

@@ -112,3 +112,38 @@ async def test_certificates_revoke_refuses_unknown_ids_and_reasons(service: Serv
         assert bad.returncode == 2 and "Invalid value for '--reason'" in bad.stderr
     still = await bank.get(f"/v1/status/{issued['serial']}")
     assert still.json()["status"] == "good"
+
+
+async def token_status(service: Service, client_id: str, secret: str) -> int:
+    reply = await service.http.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                                    auth=(client_id, secret))
+    return reply.status_code
+
+
+async def test_clients_rotate_secret(service: Service, bank: Bank) -> None:
+    rotated = await operator(service, "clients", "rotate-secret", bank.client_id)
+    assert rotated.returncode == 0, rotated.stderr
+    printed = json.loads(rotated.stdout)
+    assert printed["client_id"] == bank.client_id
+    assert printed["client_secret"] != bank.client_secret
+    assert await token_status(service, bank.client_id, bank.client_secret) == 401
+    assert await token_status(service, bank.client_id, printed["client_secret"]) == 200
+    async with service.container.db.transaction(write=False) as conn:
+        event = (await conn.execute(select(audit_events).where(
+            audit_events.c.action == "client_secret_rotate"))).one()
+    assert event.client_id == bank.client_id and printed["client_secret"] not in event.details
+
+    unknown = await operator(service, "clients", "rotate-secret", "cc_nobody")
+    assert unknown.returncode == 1 and unknown.stderr == "certcloud: no client 'cc_nobody'\n"
+
+
+async def test_clients_enable_is_the_inverse_of_disable(service: Service, bank: Bank) -> None:
+    disabled = await operator(service, "clients", "disable", bank.client_id)
+    assert disabled.returncode == 0, disabled.stderr
+    assert await token_status(service, bank.client_id, bank.client_secret) == 401
+    enabled = await operator(service, "clients", "enable", bank.client_id)
+    assert enabled.returncode == 0 and enabled.stdout == f"client {bank.client_id} enabled\n"
+    assert await token_status(service, bank.client_id, bank.client_secret) == 200
+
+    unknown = await operator(service, "clients", "enable", "cc_nobody")
+    assert unknown.returncode == 1 and unknown.stderr == "certcloud: no client 'cc_nobody'\n"
