@@ -416,22 +416,31 @@ def keys_status(as_json: bool) -> None:
     """Master keys held and blob counts per key id; a key is retired only at zero."""
     from app.domain.errors import DomainError
 
+    async def read(rotation: Any) -> tuple[Any, Any]:
+        return await rotation.status(), rotation.retire_grace
+
     try:
-        status = _run(lambda: _with_rotation(lambda rotation: rotation.status()))
+        status, grace = _run(lambda: _with_rotation(read))
     except DomainError as exc:
         _fail(exc.detail)
         return
+    now = SystemClock().now()
+    retirable = {key.id: status.retire_refusal(key.id, now, grace) is None
+                 for key in status.keys}
     if as_json:
-        click.echo(json.dumps(status.as_json()))
+        body = status.as_json()
+        for key in body["keys"]:
+            key["retirable"] = retirable[key["id"]]
+        click.echo(json.dumps(body))
         return
     totals = status.totals
+    click.echo(f"{'KEY_ID':<48} {'WHERE':<7} {'CREATED':<16} {'BLOBS':>9} CURRENT RETIRABLE")
     for key in status.keys:
         created = key.created_at.strftime("%Y-%m-%d %H:%M") if key.created_at else "?"
-        mark = "current" if key.current else ("retirable" if not totals.get(key.id) else "")
-        click.echo(f"{key.id:<48} {key.location:<7} {created:<16} "
-                   f"{totals.get(key.id, 0):>9} blob(s)  {mark}")
+        click.echo(f"{key.id:<48} {key.location:<7} {created:<16} {totals.get(key.id, 0):>9} "
+                   f"{'yes' if key.current else 'no':<7} {'yes' if retirable[key.id] else 'no'}")
     for key_id in status.missing:
-        click.echo(f"{key_id:<48} MISSING {'':<16} {totals[key_id]:>9} blob(s)  cannot open")
+        click.echo(f"{key_id:<48} MISSING {'':<16} {totals[key_id]:>9} no      no (cannot open)")
     click.echo(f"{status.pending} blob(s) not on the current key")
 
 
