@@ -40,6 +40,7 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
 
 
 @click.group()
+@click.version_option(package_name="certcloud", prog_name="certcloud")
 def main() -> None:
     """Certcloud: a certificate cloud (issue, hold, sign, revoke; OCSP, CRL, status)."""
 
@@ -415,22 +416,31 @@ def keys_status(as_json: bool) -> None:
     """Master keys held and blob counts per key id; a key is retired only at zero."""
     from app.domain.errors import DomainError
 
+    async def read(rotation: Any) -> tuple[Any, Any]:
+        return await rotation.status(), rotation.retire_grace
+
     try:
-        status = _run(lambda: _with_rotation(lambda rotation: rotation.status()))
+        status, grace = _run(lambda: _with_rotation(read))
     except DomainError as exc:
         _fail(exc.detail)
         return
+    now = SystemClock().now()
+    retirable = {key.id: status.retire_refusal(key.id, now, grace) is None
+                 for key in status.keys}
     if as_json:
-        click.echo(json.dumps(status.as_json()))
+        body = status.as_json()
+        for key in body["keys"]:
+            key["retirable"] = retirable[key["id"]]
+        click.echo(json.dumps(body))
         return
     totals = status.totals
+    click.echo(f"{'KEY_ID':<48} {'WHERE':<7} {'CREATED':<16} {'BLOBS':>9} CURRENT RETIRABLE")
     for key in status.keys:
         created = key.created_at.strftime("%Y-%m-%d %H:%M") if key.created_at else "?"
-        mark = "current" if key.current else ("retirable" if not totals.get(key.id) else "")
-        click.echo(f"{key.id:<48} {key.location:<7} {created:<16} "
-                   f"{totals.get(key.id, 0):>9} blob(s)  {mark}")
+        click.echo(f"{key.id:<48} {key.location:<7} {created:<16} {totals.get(key.id, 0):>9} "
+                   f"{'yes' if key.current else 'no':<7} {'yes' if retirable[key.id] else 'no'}")
     for key_id in status.missing:
-        click.echo(f"{key_id:<48} MISSING {'':<16} {totals[key_id]:>9} blob(s)  cannot open")
+        click.echo(f"{key_id:<48} MISSING {'':<16} {totals[key_id]:>9} no      no (cannot open)")
     click.echo(f"{status.pending} blob(s) not on the current key")
 
 
@@ -546,3 +556,15 @@ def ocsp_refresh(batch_size: int) -> None:
                 "responder_not_after": responder.not_valid_after_utc.isoformat()}
 
     click.echo(json.dumps(_run(lambda: _with_status(action))))
+
+
+def _register_command_modules() -> None:
+    from app.cli_certificates import certificates_group
+    from app.cli_clients import clients_enable, clients_rotate_secret
+
+    main.add_command(certificates_group)
+    clients.add_command(clients_rotate_secret)
+    clients.add_command(clients_enable)
+
+
+_register_command_modules()

@@ -116,6 +116,21 @@ class AuthService:
                                client_id=client_id, name=name, scopes=granted)
         return NewClient(client_id, secret, granted)
 
+    async def rotate_secret(self, client_id: str) -> str:
+        """A new secret for the client, returned once; the old one stops working at once
+        (tokens already issued run to their expiry)."""
+        secret = secrets.token_urlsafe(32)
+        secret_hash = self.hasher.hash(secret)
+        async with self.db.transaction() as conn:
+            repo = Repository(conn)
+            row = await repo.get_client(client_id)
+            if row is None or not await repo.replace_client_secret_hash(
+                    client_id, row.secret_hash, secret_hash):
+                raise NotFound(f"no client {client_id!r}", code="client_not_found")
+            await audit.append(conn, self.secrets.audit_key, now=self.clock.now(),
+                               action="client_secret_rotate", client_id=client_id)
+        return secret
+
     async def list_clients(self) -> list[dict[str, Any]]:
         async with self.db.transaction(write=False) as conn:
             rows = await Repository(conn).list_clients()

@@ -40,6 +40,7 @@ from app.services import audit
 from app.services.custody import KeyCustody
 from app.services.issuer import Issuer, serial_hex
 from app.services.notices import ContactUpdate, Notices
+from app.services.operator_revocation import store_revocation
 from app.services.secrets import ServerSecrets
 from app.services.status import NO_RECORDER, RevocationRecorder
 from app.storage.db import Database
@@ -390,14 +391,7 @@ class CertificateService:
             if verification_id is not None:
                 await self._consume(repo, verification_id, client_id, holder.phone,
                                     Purpose.REVOKE, now)
-            if await repo.revoke(certificate_id, reason, now):
-                changed: RevocationReason | None = reason
-            else:
-                current = await repo.get_certificate(certificate_id)
-                assert current is not None
-                changed = revocation_update(current.revocation_reason, reason)
-                if changed is not None:
-                    await repo.set_revocation_reason(certificate_id, changed, now)
+            changed = await store_revocation(repo, certificate_id, reason, now)
             if changed is not None:
                 published = await self.revocations.record(conn, certificate_id)
                 queued = await self.notices.enqueue(conn, NoticeKind.REVOKE,

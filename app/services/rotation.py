@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, bindparam, func, select, update
 
-from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.domain.ports import KeyProtector
 from app.services import audit
 from app.services.custody import key_binding, responder_binding
@@ -106,6 +106,27 @@ class KeyStatus:
         """Key ids that blobs name but no held key carries: those blobs cannot be opened."""
         held = {key.id for key in self.keys}
         return sorted(key_id for key_id in self.totals if key_id not in held)
+
+    def retire_refusal(self, key_id: str, now: datetime, grace: timedelta) -> DomainError | None:
+        """Why ``keys retire`` would refuse the key now, or None if it may be retired (what
+        ``keys status`` shows as retirable)."""
+        held = {key.id: key for key in self.keys}
+        if key_id not in held:
+            return NotFound(f"master key {key_id!r} is not held", code="key_not_found")
+        if held[key_id].current:
+            return Conflict("the current master key cannot be retired; rotate first",
+                            code="key_current")
+        left = self.totals.get(key_id, 0)
+        if left:
+            return Conflict(f"{left} blob(s) still use master key {key_id!r}; run "
+                            "`certcloud keys rewrap` first", code="key_in_use")
+        newest = next(key for key in self.keys if key.current)
+        if newest.created_at is not None and now - newest.created_at < grace:
+            wait = newest.created_at + grace
+            return Conflict(f"running services may still wrap with older keys until "
+                            f"{wait:%Y-%m-%d %H:%M:%S}Z; run rewrap again after that, then "
+                            "retire", code="key_grace")
+        return None
 
     def as_json(self) -> dict[str, Any]:
         totals = self.totals
@@ -309,22 +330,9 @@ class KeyRotation:
         :raises Conflict: blobs still use it, it is current, or the grace period runs.
         """
         status = await self.status()
-        held = {key.id: key for key in status.keys}
-        if key_id not in held:
-            raise NotFound(f"master key {key_id!r} is not held", code="key_not_found")
-        if held[key_id].current:
-            raise Conflict("the current master key cannot be retired; rotate first",
-                           code="key_current")
-        left = status.totals.get(key_id, 0)
-        if left:
-            raise Conflict(f"{left} blob(s) still use master key {key_id!r}; run "
-                           "`certcloud keys rewrap` first", code="key_in_use")
-        newest = next(key for key in status.keys if key.current)
-        if newest.created_at is not None and now - newest.created_at < self.retire_grace:
-            wait = newest.created_at + self.retire_grace
-            raise Conflict(f"running services may still wrap with older keys until "
-                           f"{wait:%Y-%m-%d %H:%M:%S}Z; run rewrap again after that, then "
-                           "retire", code="key_grace")
+        refusal = status.retire_refusal(key_id, now, self.retire_grace)
+        if refusal is not None:
+            raise refusal
         try:
             await self.protector.retire_key(key_id)
         except ValueError as exc:

@@ -101,9 +101,17 @@ def test_rotate_rewrap_status_retire(operator_env: dict[str, str]) -> None:
     assert "rewrapping" in rewrapped.stderr  # the bar (drawn in full on a terminal)
 
     text = run(operator_env, "keys", "status")
-    lines = {line.split()[0]: line for line in text.stdout.splitlines()[:-1]}
-    assert lines[second].rstrip().endswith("current") and "40 blob(s)" in lines[second]
-    assert lines[first].rstrip().endswith("retirable") and " 0 blob(s)" in lines[first]
+    header, *rows = text.stdout.splitlines()[:-1]
+    assert header.split() == ["KEY_ID", "WHERE", "CREATED", "BLOBS", "CURRENT", "RETIRABLE"]
+    lines = {line.split()[0]: line.split() for line in rows}
+    assert lines[second][-3:] == ["40", "yes", "no"]
+    # Blob-free, but within the grace period: not retirable, as `keys retire` says next.
+    assert lines[first][-3:] == ["0", "no", "no"]
+    no_grace = {**operator_env, "CERTCLOUD_KEYS__REFRESH_SECONDS": "0"}
+    table = run(no_grace, "keys", "status").stdout.splitlines()[1:-1]
+    assert {line.split()[0]: line.split()[-1] for line in table} == {first: "yes", second: "no"}
+    flags = json.loads(run(no_grace, "keys", "status", "--json").stdout)
+    assert {k["id"]: k["retirable"] for k in flags["keys"]} == {first: True, second: False}
 
     early = run(operator_env, "keys", "retire", first)  # services may not have switched yet
     assert early.exit_code == 1 and "may still wrap with older keys" in early.stderr
