@@ -12,14 +12,12 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from app.logs import JsonFormatter
-from app.main import create_app
 from app.observability import RequestIdFilter
 from app.settings import Settings
-from tests.conftest import KEYS, Bank, FixedClock, Service, person
+from tests.conftest import KEYS, Bank, FixedClock, Service, person, running
 
 
 @contextmanager
@@ -81,7 +79,7 @@ async def test_each_request_has_one_access_line_without_secrets(
 
 async def test_the_access_line_can_be_turned_off(settings: Settings, clock: FixedClock) -> None:
     quiet = settings.model_copy(update={"access_log": False})
-    async with _service(quiet, clock) as service:
+    async with running(quiet, clock) as service:
         with _collect() as lines:
             assert (await service.http.get("/healthz")).status_code == 200
     assert lines == []
@@ -131,22 +129,13 @@ def _crl_age(text: str) -> float:
 
 async def test_crl_age_is_right_from_start(settings: Settings, clock: FixedClock) -> None:
     # The first start builds the CRL; no one has fetched it when the scraper comes.
-    async with _service(settings, clock) as first:
+    async with running(settings, clock) as first:
         clock.advance(timedelta(hours=1))
         assert _crl_age((await first.http.get("/metrics")).text) == 3600
     # A later start finds it stored, and says its age before any rebuild or fetch too.
     clock.advance(timedelta(hours=1))
-    async with _service(settings, clock) as second:
+    async with running(settings, clock) as second:
         assert _crl_age((await second.http.get("/metrics")).text) == 7200
         assert (await second.http.get("/crl")).status_code == 200
         clock.advance(timedelta(seconds=30))
         assert _crl_age((await second.http.get("/metrics")).text) == 7230
-
-
-@asynccontextmanager
-async def _service(settings: Settings, clock: FixedClock) -> AsyncIterator[Service]:
-    app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://certcloud.test") as http:
-            yield Service(app, http, app.state.container, clock, settings)
