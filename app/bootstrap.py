@@ -32,7 +32,9 @@ from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
 from app.services.lookup import LookupService
 from app.services.notices import Notices
-from app.services.secrets import ServerSecrets, StartupError, load_secrets
+from app.services.pin_gate import PinGate
+from app.services.rotation import BLOB_STORES, BlobStore
+from app.services.secrets import AuditKeys, ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
 from app.services.verifications import VerificationService
@@ -44,6 +46,7 @@ from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters, is_redis_url
+from app.storage.unit_of_work import SqlUnitOfWorkFactory
 from app.verifiers.registry import build_notifier, build_verifier
 
 log = logging.getLogger(__name__)
@@ -253,11 +256,24 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
     return secrets_
 
 
+def unit_of_work(db: Database, audit_keys: AuditKeys | bytes | None) -> SqlUnitOfWorkFactory:
+    """What every service takes: ``uow()`` is one transaction with the repositories and the
+    audit trail (under ``audit_keys``; None for a wiring that never audits) bound to it."""
+    bind = audit.refusing_binder() if audit_keys is None else audit.binder(audit_keys)
+    return SqlUnitOfWorkFactory(db, bind)
+
+
+def blob_stores() -> tuple[BlobStore, ...]:
+    """Every table holding blobs wrapped under a master key (what rotation covers)."""
+    return BLOB_STORES
+
+
 @dataclass
 class Container:
     settings: Settings
     clock: Clock
     db: Database
+    uow: SqlUnitOfWorkFactory
     http: httpx.AsyncClient
     verifier: PhoneVerifier
     protector: KeyProtector
@@ -265,6 +281,8 @@ class Container:
     auth: AuthService
     verifications: VerificationService
     certificates: CertificateService
+    pin_gate: PinGate
+    audit: audit.AuditService
     lookup: LookupService
     signing: SigningService
     csc: CscService
@@ -303,17 +321,21 @@ async def build_container(settings: Settings, clock: Clock,
                     settings.argon2.parallelism)
     custody = KeyCustody(protector, kdf,
                          KdfPool(settings.argon2.workers, settings.argon2.max_waiting))
-    status = StatusService(db, ca, protector, settings.status,
+    uow = unit_of_work(db, secrets_.audit_key)
+    status = StatusService(uow, ca, protector, settings.status,
                            distribution_point=issuer.profile.crl_url, clock=clock)
-    notices = Notices(db, build_notifier(verifier), secrets_, clock)
-    certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
-                                      revocations=status)
+    notices = Notices(uow, build_notifier(verifier), secrets_, clock)
     limiter = RateLimiter(_counter_store(settings.limits, db))
-    signing = SigningService(db, certificates, clock, limiter, settings.limits)
-    lookup = LookupService(db, secrets_, clock, limiter, settings.limits)
+    verifications = VerificationService(uow, verifier, secrets_, clock, limiter, settings.limits)
+    pin_gate = PinGate(uow, custody, clock)
+    certificates = CertificateService(uow, issuer, custody, secrets_, clock, notices=notices,
+                                      pin_gate=pin_gate, verifications=verifications,
+                                      revocations=status)
+    signing = SigningService(uow, certificates, pin_gate, clock, limiter, settings.limits)
+    lookup = LookupService(uow, secrets_, clock, limiter, settings.limits)
+    audit_service = audit.AuditService(uow, secrets_.audit_key)
     try:
-        async with db.transaction() as conn:  # rows from before the chain's own key
-            await audit.seal_legacy_rows(conn, secrets_.audit_key, clock.now())
+        await audit_service.seal_legacy_rows(clock.now())  # rows from before the chain's key
         await status.start()  # a responder and a CRL exist before the first request
     except BaseException:
         await limiter.store.close()
@@ -323,11 +345,10 @@ async def build_container(settings: Settings, clock: Clock,
         await db.dispose()
         raise
     return Container(
-        settings=settings, clock=clock, db=db, http=http, verifier=verifier,
+        settings=settings, clock=clock, db=db, uow=uow, http=http, verifier=verifier,
         protector=protector, issuer=issuer,
-        auth=AuthService(db, secrets_, settings.oauth, clock, limiter, settings.limits),
-        verifications=VerificationService(db, verifier, secrets_, clock, limiter,
-                                          settings.limits),
-        certificates=certificates, lookup=lookup, signing=signing,
-        csc=CscService(db, certificates, signing, lookup, clock), status=status,
+        auth=AuthService(uow, secrets_, settings.oauth, clock, limiter, settings.limits),
+        verifications=verifications, certificates=certificates, pin_gate=pin_gate,
+        audit=audit_service, lookup=lookup, signing=signing,
+        csc=CscService(uow, certificates, signing, lookup, clock), status=status,
         limiter=limiter, custody=custody, notices=notices)

@@ -35,6 +35,7 @@ from app.domain.ports import KeyProtector
 from app.services import audit
 from app.services.custody import key_binding, responder_binding
 from app.services.secrets import AuditKeys
+from app.storage.audit_log import AuditLog
 from app.storage.db import Database
 from app.storage.keyring_file import MasterKeyInfo
 from app.storage.status_tables import ocsp_responders
@@ -344,4 +345,4 @@ class KeyRotation:
         if self.audit_key is None:
             return
         async with self.db.transaction() as conn:
-            await audit.append(conn, self.audit_key, now=now, action=action, **details)
+            await audit.append(AuditLog(conn), self.audit_key, now=now, action=action, **details)

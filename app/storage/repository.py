@@ -17,7 +17,7 @@ from app.domain.certificates import (
     RevocationReason,
     StoredState,
 )
-from app.domain.contact import ContactOnRecord, contact_on_record  # noqa: F401 (moved)
+from app.domain.contact import ContactOnRecord
 from app.domain.records import CodeTry, PinCheckSlot
 from app.domain.verification import Channel, Purpose, Verification, VerificationStatus
 from app.storage.tables import certificates, clients, persons, verifications

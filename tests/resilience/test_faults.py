@@ -25,6 +25,7 @@ from app.services import audit
 from app.services.secrets import load_secrets
 from app.services.sweeper import sweep
 from app.settings import Settings
+from app.storage.audit_log import AuditLog
 from app.storage.db import Database, make_engine
 from app.storage.tables import certificates
 from tests.conftest import BACKEND, FixedClock, make_bank, person
@@ -173,7 +174,7 @@ async def _verify_chain(data_dir: Path, database_url: str) -> audit.ChainReport:
     try:
         async with db.transaction(write=False) as conn:
             return await audit.verify_chain(
-                conn, load_secrets(settings_for(data_dir, database_url)).audit_key)
+                AuditLog(conn), load_secrets(settings_for(data_dir, database_url)).audit_key)
     finally:
         await db.dispose()
 
