@@ -26,14 +26,13 @@ from app.services import audit
 from app.services.auth import AuthService
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
-from app.services.custody import KeyCustody
+from app.services.custody import KeyCustody, key_binding, responder_binding
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
 from app.services.lookup import LookupService
 from app.services.notices import Notices
 from app.services.pin_gate import PinGate
-from app.services.rotation import BLOB_STORES, BlobStore
 from app.services.secrets import AuditKeys, ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
@@ -46,7 +45,10 @@ from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters, is_redis_url
+from app.storage.status_tables import ocsp_responders
+from app.storage.tables import certificates as certificate_rows
 from app.storage.unit_of_work import SqlUnitOfWorkFactory
+from app.storage.wrapped_blobs import BlobTable, SqlWrappedBlobs
 from app.verifiers.registry import build_notifier, build_verifier
 
 log = logging.getLogger(__name__)
@@ -263,9 +265,15 @@ def unit_of_work(db: Database, audit_keys: AuditKeys | bytes | None) -> SqlUnitO
     return SqlUnitOfWorkFactory(db, bind)
 
 
-def blob_stores() -> tuple[BlobStore, ...]:
-    """Every table holding blobs wrapped under a master key (what rotation covers)."""
-    return BLOB_STORES
+def wrapped_blobs(db: Database) -> SqlWrappedBlobs:
+    """Every table holding blobs wrapped under a master key (what rotation covers), with the
+    associated data each was wrapped with."""
+    return SqlWrappedBlobs(db, [
+        BlobTable("certificates.wrapped_key", certificate_rows, "id", "master_key_id",
+                  "wrapped_key", key_binding),
+        BlobTable("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
+                  "wrapped_key", responder_binding),
+    ])
 
 
 @dataclass

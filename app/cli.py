@@ -321,7 +321,7 @@ def keys_group() -> None:
 async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     from datetime import timedelta
 
-    from app.bootstrap import load_key_protector
+    from app.bootstrap import load_key_protector, unit_of_work, wrapped_blobs
     from app.services.rotation import KeyRotation, ManagedKeyProtector
     from app.storage.db import Database, make_engine
 
@@ -333,8 +333,8 @@ async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     grace = timedelta(seconds=2 * settings.keys.refresh_seconds)
     audit_key = (await _audit_secrets(settings)).audit_key
     try:
-        return await action(KeyRotation(db_, cast(ManagedKeyProtector, protector),
-                                        retire_grace=grace, audit_key=audit_key))
+        return await action(KeyRotation(wrapped_blobs(db_), cast(ManagedKeyProtector, protector),
+                                        retire_grace=grace, uow=unit_of_work(db_, audit_key)))
     finally:
         await db_.dispose()
 
@@ -465,6 +465,7 @@ def keys_retire(key_id: str) -> None:
 @main.command()
 def sweep() -> None:
     """Remove unfinished pending certificates, old idempotency records and rate windows."""
+    from app.bootstrap import unit_of_work
     from app.clock import SystemClock
     from app.services.sweeper import sweep as run_sweep
     from app.storage.db import Database, make_engine
@@ -473,7 +474,7 @@ def sweep() -> None:
         settings = _settings()
         db_ = Database(make_engine(settings.resolved_database_url))
         try:
-            report = await run_sweep(db_, SystemClock().now())
+            report = await run_sweep(unit_of_work(db_, None), SystemClock().now())
         finally:
             await db_.dispose()
         click.echo(json.dumps(vars(report)))

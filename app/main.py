@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         audit_trail.event_listeners.append(count_event)
         notice_outbox.delivery_listeners.append(count_notice)
         sweeper = asyncio.create_task(run_periodically(
-            container.db, clock, settings.sweep_interval_seconds))
+            container.uow, clock, settings.sweep_interval_seconds))
         redelivery = asyncio.create_task(container.notices.run_periodically(
             settings.sweep_interval_seconds))
         try:

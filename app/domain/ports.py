@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
-from app.domain.repositories import AuditLog, Outbox, Records, Sads, StatusRecords
+from app.domain.records import BlobMove
+from app.domain.repositories import AuditLog, Leftovers, Outbox, Records, Sads, StatusRecords
 
 
 class Clock(Protocol):
@@ -85,6 +87,7 @@ class UnitOfWork(Protocol):
     sads: Sads
     outbox: Outbox
     audit_log: AuditLog
+    leftovers: Leftovers
     audit: AuditAppender
 
     async def commit(self) -> None: ...
@@ -127,3 +130,27 @@ class _NoRecorder:
 
 
 NO_RECORDER: RevocationRecorder = _NoRecorder()
+
+
+class WrappedBlobs(Protocol):
+    """Every table holding blobs wrapped under a master key (one "store" each), as master-key
+    rotation needs them; each call is one transaction of its own."""
+
+    names: Sequence[str]
+
+    def binding(self, store: str, row_id: str) -> bytes:
+        """The associated data the row's blob was wrapped with."""
+        ...
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Store -> key id -> blobs, in one read (unregistered key columns too)."""
+        ...
+
+    async def count_not_on(self, target: str) -> int: ...
+
+    async def batch_not_on(self, store: str, target: str, after_id: str, limit: int
+                           ) -> list[tuple[str, str, bytes]]: ...
+
+    async def move(self, store: str, moves: Sequence[BlobMove]) -> int:
+        """Apply the moves whose row still holds the blob read; how many did."""
+        ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.domain.certificates import StoredState
@@ -83,3 +83,24 @@ class AuditRow:
     prev_hash: str
     hash: str
     key_id: str
+
+
+@dataclass(frozen=True)
+class BlobMove:
+    """A blob rewrapped under a new master key, to replace the one read (if still there)."""
+
+    row_id: str
+    old_key_id: str
+    old_blob: bytes = field(repr=False)
+    new_key_id: str
+    new_blob: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MasterKeyInfo:
+    """One master key as ``certcloud keys status`` shows it."""
+
+    id: str
+    location: str  # "local" or "pkcs11"
+    created_at: datetime | None
+    current: bool

@@ -153,6 +153,14 @@ class Outbox(Protocol):
     async def purge_sent(self, before: datetime) -> int: ...
 
 
+class Leftovers(Protocol):
+    """What crashes and time leave behind; each returns how many rows it deleted."""
+
+    async def delete_pending_certificates(self, created_before: datetime) -> int: ...
+    async def delete_idempotency_keys(self, created_before: datetime) -> int: ...
+    async def delete_rate_windows(self, started_before: datetime) -> int: ...
+
+
 class AuditLog(Protocol):
     """The audit chain's rows and head (the service computes the hashes)."""
 

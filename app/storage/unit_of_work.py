@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from app.domain.ports import AuditAppender
 from app.domain.repositories import AuditLog as AuditLogPort
+from app.domain.repositories import Leftovers as LeftoversPort
 from app.domain.repositories import Outbox, Records, Sads, StatusRecords
 from app.storage.audit_log import AuditLog
 from app.storage.csc_repository import SadRepository
 from app.storage.db import Database
+from app.storage.leftovers import Leftovers
 from app.storage.notice_outbox import NoticeOutbox
 from app.storage.repository import Repository
 from app.storage.status_repository import StatusRepository
@@ -39,6 +41,7 @@ class SqlUnitOfWork:
         self.sads: Sads = SadRepository(conn)
         self.outbox: Outbox = NoticeOutbox(conn)
         self.audit_log: AuditLogPort = AuditLog(conn)
+        self.leftovers: LeftoversPort = Leftovers(conn)
         self.audit: AuditAppender = self._bind_audit(self.audit_log)
 
     async def __aenter__(self) -> SqlUnitOfWork:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.bootstrap import unit_of_work
 from app.main import create_app
 from app.services import audit
 from app.services.secrets import load_secrets
@@ -145,8 +146,8 @@ async def _sigkill_scenario(cluster: Cluster) -> None:
     db = Database(make_engine(cluster.database_url))
     try:
         now = datetime.now(UTC)
-        early = await sweep(db, now + timedelta(minutes=5))
-        late = await sweep(db, now + timedelta(minutes=11))
+        early = await sweep(unit_of_work(db, None), now + timedelta(minutes=5))
+        late = await sweep(unit_of_work(db, None), now + timedelta(minutes=11))
     finally:
         await db.dispose()
     assert early.pending_certificates == 0
