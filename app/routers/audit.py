@@ -40,6 +40,6 @@ async def list_audit_events(_principal: AuditClient, container: ContainerDep,
                                               description="last seq already seen"),
                             limit: int = Query(100, ge=1, le=1000)) -> AuditPage:
     events = await container.audit.page(after=after, limit=limit)
-    data = [AuditEventPublic(**vars(event)) for event in events]
+    data = [AuditEventPublic(**event) for event in events]
     return AuditPage(data=data, count=len(data),
                      next_after=data[-1].seq if len(data) == limit else None)

@@ -30,20 +30,6 @@ _FORBIDDEN_DETAIL_WORDS = frozenset({"pin", "code", "rrn", "secret", "password",
                                      "digits", "otp"})
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    seq: int
-    occurred_at: datetime
-    client_id: str | None
-    action: str
-    certificate_id: str | None
-    result: str
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
-    key_id: str = LEGACY_AUDIT_KEY_ID
-
-
 def event_message(key_id: str, prev_hash: str, seq: int, occurred_at: datetime,
                   client_id: str | None, action: str, certificate_id: str | None, result: str,
                   details: str) -> bytes:
@@ -118,12 +104,11 @@ class AuditService:
     def __init__(self, uow: UnitOfWorkFactory, keys: AuditKeys) -> None:
         self.uow, self.keys = uow, keys
 
-    async def page(self, *, after: int, limit: int) -> list[AuditEvent]:
+    async def page(self, *, after: int, limit: int) -> list[dict[str, Any]]:
+        """Events after ``after``, in order, as the API shows them (details parsed)."""
         async with self.uow(write=False) as uow:
             rows = await uow.audit_log.rows_after(after, limit)
-        return [AuditEvent(row.seq, row.occurred_at, row.client_id, row.action,
-                           row.certificate_id, row.result, json.loads(row.details),
-                           row.prev_hash, row.hash, row.key_id) for row in rows]
+        return [{**vars(row), "details": json.loads(row.details)} for row in rows]
 
     async def seal_legacy_rows(self, now: datetime) -> bool:
         async with self.uow() as uow:

@@ -77,7 +77,7 @@ async def test_verify_detects_edits_deletions_and_truncation(service: Service,
 
 async def test_verify_detects_a_removed_tail(service: Service, bank: Bank) -> None:
     await _lifecycle(bank)
-    last = (await service.container.audit.page(after=0, limit=10_000))[-1].seq
+    last = (await service.container.audit.page(after=0, limit=10_000))[-1]["seq"]
     async with service.container.db.transaction() as conn:
         await conn.execute(delete(audit_events).where(audit_events.c.seq == last))
     report = await _verify(service)
