@@ -26,13 +26,14 @@ from app.services import audit
 from app.services.auth import AuthService
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
-from app.services.custody import KeyCustody
+from app.services.custody import KeyCustody, key_binding, responder_binding
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
 from app.services.lookup import LookupService
 from app.services.notices import Notices
-from app.services.secrets import ServerSecrets, StartupError, load_secrets
+from app.services.pin_gate import PinGate
+from app.services.secrets import AuditKeys, ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
 from app.services.verifications import VerificationService
@@ -44,6 +45,10 @@ from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters, is_redis_url
+from app.storage.status_tables import ocsp_responders
+from app.storage.tables import certificates as certificate_rows
+from app.storage.unit_of_work import SqlUnitOfWorkFactory
+from app.storage.wrapped_blobs import BlobTable, SqlWrappedBlobs
 from app.verifiers.registry import build_notifier, build_verifier
 
 log = logging.getLogger(__name__)
@@ -185,7 +190,8 @@ def load_key_protector(settings: Settings, clock: Clock | None = None) -> KeyPro
     """
     if settings.keys.kind == "pkcs11":
         from app.clock import SystemClock
-        from app.storage.pkcs11 import TokenError, open_protector
+        from app.storage.pkcs11 import TokenError
+        from app.storage.pkcs11_protector import open_protector
 
         try:
             return open_protector(settings.keys, settings.keyring_path,
@@ -213,7 +219,8 @@ def load_issuing_ca(settings: Settings) -> CertificateAuthority:
             raise StartupError(f"the CA key in {settings.ca_dir} is a file, but "
                                "CERTCLOUD_CA__KEY_STORE=pkcs11")
         return load_ca(settings.ca_dir)
-    from app.storage.pkcs11 import TokenError, load_token_ca
+    from app.storage.pkcs11 import TokenError
+    from app.storage.pkcs11_ca import load_token_ca
 
     try:
         return load_token_ca(settings, reference)
@@ -253,11 +260,30 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
     return secrets_
 
 
+def unit_of_work(db: Database, audit_keys: AuditKeys | bytes | None) -> SqlUnitOfWorkFactory:
+    """What every service takes: ``uow()`` is one transaction with the repositories and the
+    audit trail (under ``audit_keys``; None for a wiring that never audits) bound to it."""
+    bind = audit.refusing_binder() if audit_keys is None else audit.binder(audit_keys)
+    return SqlUnitOfWorkFactory(db, bind)
+
+
+def wrapped_blobs(db: Database) -> SqlWrappedBlobs:
+    """Every table holding blobs wrapped under a master key (what rotation covers), with the
+    associated data each was wrapped with."""
+    return SqlWrappedBlobs(db, [
+        BlobTable("certificates.wrapped_key", certificate_rows, "id", "master_key_id",
+                  "wrapped_key", key_binding),
+        BlobTable("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
+                  "wrapped_key", responder_binding),
+    ])
+
+
 @dataclass
 class Container:
     settings: Settings
     clock: Clock
     db: Database
+    uow: SqlUnitOfWorkFactory
     http: httpx.AsyncClient
     verifier: PhoneVerifier
     protector: KeyProtector
@@ -265,6 +291,8 @@ class Container:
     auth: AuthService
     verifications: VerificationService
     certificates: CertificateService
+    pin_gate: PinGate
+    audit: audit.AuditService
     lookup: LookupService
     signing: SigningService
     csc: CscService
@@ -303,17 +331,21 @@ async def build_container(settings: Settings, clock: Clock,
                     settings.argon2.parallelism)
     custody = KeyCustody(protector, kdf,
                          KdfPool(settings.argon2.workers, settings.argon2.max_waiting))
-    status = StatusService(db, ca, protector, settings.status,
+    uow = unit_of_work(db, secrets_.audit_key)
+    status = StatusService(uow, ca, protector, settings.status,
                            distribution_point=issuer.profile.crl_url, clock=clock)
-    notices = Notices(db, build_notifier(verifier), secrets_, clock)
-    certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
-                                      revocations=status)
+    notices = Notices(uow, build_notifier(verifier), secrets_, clock)
     limiter = RateLimiter(_counter_store(settings.limits, db))
-    signing = SigningService(db, certificates, clock, limiter, settings.limits)
-    lookup = LookupService(db, secrets_, clock, limiter, settings.limits)
+    verifications = VerificationService(uow, verifier, secrets_, clock, limiter, settings.limits)
+    pin_gate = PinGate(uow, custody, clock)
+    certificates = CertificateService(uow, issuer, custody, secrets_, clock, notices=notices,
+                                      pin_gate=pin_gate, verifications=verifications,
+                                      revocations=status)
+    signing = SigningService(uow, certificates, pin_gate, clock, limiter, settings.limits)
+    lookup = LookupService(uow, secrets_, clock, limiter, settings.limits)
+    audit_service = audit.AuditService(uow, secrets_.audit_key)
     try:
-        async with db.transaction() as conn:  # rows from before the chain's own key
-            await audit.seal_legacy_rows(conn, secrets_.audit_key, clock.now())
+        await audit_service.seal_legacy_rows(clock.now())  # rows from before the chain's key
         await status.start()  # a responder and a CRL exist before the first request
     except BaseException:
         await limiter.store.close()
@@ -323,11 +355,10 @@ async def build_container(settings: Settings, clock: Clock,
         await db.dispose()
         raise
     return Container(
-        settings=settings, clock=clock, db=db, http=http, verifier=verifier,
+        settings=settings, clock=clock, db=db, uow=uow, http=http, verifier=verifier,
         protector=protector, issuer=issuer,
-        auth=AuthService(db, secrets_, settings.oauth, clock, limiter, settings.limits),
-        verifications=VerificationService(db, verifier, secrets_, clock, limiter,
-                                          settings.limits),
-        certificates=certificates, lookup=lookup, signing=signing,
-        csc=CscService(db, certificates, signing, lookup, clock), status=status,
+        auth=AuthService(uow, secrets_, settings.oauth, clock, limiter, settings.limits),
+        verifications=verifications, certificates=certificates, pin_gate=pin_gate,
+        audit=audit_service, lookup=lookup, signing=signing,
+        csc=CscService(uow, certificates, signing, lookup, clock), status=status,
         limiter=limiter, custody=custody, notices=notices)

@@ -161,7 +161,7 @@ def clients() -> None:
 
 
 async def _with_auth(action: Callable[[Any], Awaitable[T]]) -> T:
-    from app.bootstrap import check_configuration
+    from app.bootstrap import check_configuration, unit_of_work
     from app.services.auth import AuthService
     from app.services.limits import RateLimiter
     from app.storage.db import Database, make_engine
@@ -171,7 +171,8 @@ async def _with_auth(action: Callable[[Any], Awaitable[T]]) -> T:
     secrets_ = check_configuration(settings)
     db_ = Database(make_engine(settings.resolved_database_url))
     try:
-        return await action(AuthService(db_, secrets_, settings.oauth, SystemClock(),
+        return await action(AuthService(unit_of_work(db_, secrets_.audit_key), secrets_,
+                                        settings.oauth, SystemClock(),
                                         RateLimiter(DatabaseCounters(db_)), settings.limits))
     finally:
         await db_.dispose()
@@ -241,6 +242,7 @@ def audit_verify(checkpoint_file: str | None) -> None:
 
     from app.bootstrap import load_issuing_ca
     from app.services import audit, audit_checkpoint
+    from app.storage.audit_log import AuditLog
     from app.storage.db import Database, make_engine
 
     given = Path(checkpoint_file).read_bytes() if checkpoint_file is not None else None
@@ -258,9 +260,10 @@ def audit_verify(checkpoint_file: str | None) -> None:
         db_ = Database(make_engine(settings.resolved_database_url))
         try:
             async with db_.transaction(write=False) as conn:
-                report = await audit.verify_chain(conn, keys)
+                report = await audit.verify_chain(AuditLog(conn), keys)
                 if point is not None:
-                    report.problems.extend(await audit_checkpoint.chain_problems(conn, *point))
+                    report.problems.extend(
+                        await audit_checkpoint.chain_problems(AuditLog(conn), *point))
                 return report
         finally:
             await db_.dispose()
@@ -283,6 +286,7 @@ def audit_checkpoint_command(out: str | None) -> None:
 
     from app.bootstrap import load_issuing_ca
     from app.services import audit, audit_checkpoint
+    from app.storage.audit_log import AuditLog
     from app.storage.db import Database, make_engine
 
     async def make() -> dict[str, Any]:
@@ -292,8 +296,8 @@ def audit_checkpoint_command(out: str | None) -> None:
         db_ = Database(make_engine(settings.resolved_database_url))
         try:
             async with db_.transaction(write=False) as conn:
-                report = await audit.verify_chain(conn, keys)
-                seq, head_hash = await audit_checkpoint.head(conn)
+                report = await audit.verify_chain(AuditLog(conn), keys)
+                seq, head_hash = await audit_checkpoint.head(AuditLog(conn))
         finally:
             await db_.dispose()
         if not report.intact:
@@ -317,7 +321,7 @@ def keys_group() -> None:
 async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     from datetime import timedelta
 
-    from app.bootstrap import load_key_protector
+    from app.bootstrap import load_key_protector, unit_of_work, wrapped_blobs
     from app.services.rotation import KeyRotation, ManagedKeyProtector
     from app.storage.db import Database, make_engine
 
@@ -329,8 +333,8 @@ async def _with_rotation(action: Callable[[Any], Awaitable[T]]) -> T:
     grace = timedelta(seconds=2 * settings.keys.refresh_seconds)
     audit_key = (await _audit_secrets(settings)).audit_key
     try:
-        return await action(KeyRotation(db_, cast(ManagedKeyProtector, protector),
-                                        retire_grace=grace, audit_key=audit_key))
+        return await action(KeyRotation(wrapped_blobs(db_), cast(ManagedKeyProtector, protector),
+                                        retire_grace=grace, uow=unit_of_work(db_, audit_key)))
     finally:
         await db_.dispose()
 
@@ -461,6 +465,7 @@ def keys_retire(key_id: str) -> None:
 @main.command()
 def sweep() -> None:
     """Remove unfinished pending certificates, old idempotency records and rate windows."""
+    from app.bootstrap import unit_of_work
     from app.clock import SystemClock
     from app.services.sweeper import sweep as run_sweep
     from app.storage.db import Database, make_engine
@@ -469,7 +474,7 @@ def sweep() -> None:
         settings = _settings()
         db_ = Database(make_engine(settings.resolved_database_url))
         try:
-            report = await run_sweep(db_, SystemClock().now())
+            report = await run_sweep(unit_of_work(db_, None), SystemClock().now())
         finally:
             await db_.dispose()
         click.echo(json.dumps(vars(report)))
@@ -477,10 +482,15 @@ def sweep() -> None:
     _run(run)
 
 
-async def _with_status(action: Callable[[Any], Awaitable[T]]) -> T:
+async def _with_status(action: Callable[[Any], Awaitable[T]], *, audited: bool = False) -> T:
     """A status service for one command: no lease, no background loops; it makes sure a
-    responder and a CRL exist."""
-    from app.bootstrap import check_configuration, load_issuing_ca, load_key_protector
+    responder and a CRL exist. ``audited``: its unit of work can audit (with the chain key)."""
+    from app.bootstrap import (
+        check_configuration,
+        load_issuing_ca,
+        load_key_protector,
+        unit_of_work,
+    )
     from app.pki.ca import Profile
     from app.services.status import StatusService
     from app.storage.db import Database, make_engine
@@ -492,8 +502,9 @@ async def _with_status(action: Callable[[Any], Awaitable[T]]) -> T:
     issuing_ca = await asyncio.to_thread(load_issuing_ca, settings)
     db_ = Database(make_engine(settings.resolved_database_url,
                                timeout_seconds=settings.database_timeout_seconds))
+    audit_key = (await _audit_secrets(settings)).audit_key if audited else None
     status = StatusService(
-        db_, issuing_ca, protector, settings.status, clock=clock,
+        unit_of_work(db_, audit_key), issuing_ca, protector, settings.status, clock=clock,
         distribution_point=Profile(settings.ca.policy_oid, settings.public_base_url).crl_url)
     try:
         await status.start(replica=False)

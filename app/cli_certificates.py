@@ -118,7 +118,7 @@ def certificates_show(id_or_serial: str) -> None:
 def certificates_revoke(id_or_serial: str, reason: str) -> None:
     """Revoke as the CA (no PIN, no verification); audited as the operator, published to
     OCSP and the CRL. Prints the certificate resource."""
-    from app.cli import _audit_secrets, _settings, _with_status
+    from app.cli import _with_status
     from app.clock import SystemClock
     from app.domain.certificates import RevocationReason
     from app.domain.errors import DomainError
@@ -127,12 +127,11 @@ def certificates_revoke(id_or_serial: str, reason: str) -> None:
     clock = SystemClock()
 
     async def revoke(status: Any) -> Any:
-        audit_key = (await _audit_secrets(_settings())).audit_key
-        return await OperatorRevocation(status.db, status, audit_key, clock).revoke(
+        return await OperatorRevocation(status.uow, status, clock).revoke(
             id_or_serial, RevocationReason.from_api_name(reason))
 
     try:
-        revoked = _run(lambda: _with_status(revoke))
+        revoked = _run(lambda: _with_status(revoke, audited=True))
     except DomainError as exc:
         _fail(exc.detail)
         return

@@ -40,7 +40,6 @@ from app.services import audit as audit_trail
 from app.services import notices as notice_outbox
 from app.services.sweeper import run_periodically
 from app.settings import Settings
-from app.storage.status_repository import StatusRepository
 
 DESCRIPTION = """\
 Certcloud issues, holds and signs with personal X.509 certificates (a cloud certificate in the
@@ -79,7 +78,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         audit_trail.event_listeners.append(count_event)
         notice_outbox.delivery_listeners.append(count_notice)
         sweeper = asyncio.create_task(run_periodically(
-            container.db, clock, settings.sweep_interval_seconds))
+            container.uow, clock, settings.sweep_interval_seconds))
         redelivery = asyncio.create_task(container.notices.run_periodically(
             settings.sweep_interval_seconds))
         try:
@@ -135,8 +134,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
 async def _crl_age_source(container: Container, clock: Clock) -> Callable[[], float | None]:
     """The age of the CRL this replica serves; until it holds one in memory (it loads the CRL
     at the first fetch), that of the newest stored at start, so the gauge is right from start."""
-    async with container.db.transaction(write=False) as conn:
-        stored = await StatusRepository(conn).latest_crl_meta()
+    async with container.uow(write=False) as uow:
+        stored = await uow.status.latest_crl_meta()
     at_start = stored.this_update if stored is not None else None
 
     def age() -> float | None:

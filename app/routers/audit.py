@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from app.deps import AuditClient, ContainerDep
 from app.routers.problem_catalog import responses_for
-from app.services import audit
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -40,8 +39,7 @@ async def list_audit_events(_principal: AuditClient, container: ContainerDep,
                             after: int = Query(0, ge=0, le=2**63 - 1,
                                               description="last seq already seen"),
                             limit: int = Query(100, ge=1, le=1000)) -> AuditPage:
-    async with container.db.transaction(write=False) as conn:
-        events = await audit.page(conn, after=after, limit=limit)
-    data = [AuditEventPublic(**vars(event)) for event in events]
+    events = await container.audit.page(after=after, limit=limit)
+    data = [AuditEventPublic(**event) for event in events]
     return AuditPage(data=data, count=len(data),
                      next_after=data[-1].seq if len(data) == limit else None)

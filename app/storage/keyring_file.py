@@ -12,23 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from app.domain.records import MasterKeyInfo
 from app.storage.keyring import LocalKeyRing
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MasterKeyInfo:
-    """One master key as ``certcloud keys status`` shows it."""
-
-    id: str
-    location: str  # "local" or "pkcs11"
-    created_at: datetime | None
-    current: bool
 
 
 class KeyRingFile:

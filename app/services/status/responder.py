@@ -20,7 +20,6 @@ from app.pki import ocsp as ocsp_pki
 from app.pki.ocsp import ResponderIdentity
 from app.services.custody import responder_binding
 from app.services.status.context import StatusContext
-from app.storage.status_repository import StatusRepository
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +64,8 @@ class ResponderKeys:
             current = self._current
             if current is not None and current.not_after - now > renew_before:
                 return
-            async with self._ctx.db.transaction(write=False) as conn:
-                row = await StatusRepository(conn).newest_responder()
+            async with self._ctx.uow(write=False) as uow:
+                row = await uow.status.newest_responder()
             if row is not None and (current is None or row.id != current.id):
                 self._current = await self._load(row)
                 if row.not_after - now > renew_before:
@@ -97,8 +96,8 @@ class ResponderKeys:
                                   serialization.NoEncryption())
         master_key_id, wrapped = await ctx.protector.wrap(pkcs8,
                                                           responder_binding(responder_id))
-        async with ctx.db.transaction() as conn:
-            repo = StatusRepository(conn)
+        async with ctx.uow() as uow:
+            repo = uow.status
             await repo.lock_state()
             newest = await repo.newest_responder()
             if newest is not None and newest.not_after - now > renew_before:
@@ -111,6 +110,7 @@ class ResponderKeys:
                     master_key_id=master_key_id, wrapped_key=wrapped,
                     not_before=ocsp_pki.backdated(now), not_after=not_after, now=now)
                 winner = None
+            await uow.commit()
         if winner is not None:
             return await self._load(winner)
         log.info("issued an OCSP responder certificate",

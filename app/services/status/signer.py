@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from app.domain.certificates import StoredState
+from app.domain.records import CertificateState
 from app.pki import crl as crl_pki
 from app.pki import ocsp as ocsp_pki
 from app.pki.ocsp import CertId, CertStatus, SingleAnswer
 from app.services.status.context import StatusContext
 from app.services.status.responder import Responder
-from app.storage.status_repository import CertificateState
 
 
 class OcspSigner:
