@@ -31,7 +31,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, OCSPExtensionOID
 MAX_REQUEST_BYTES = 10 * 1024
 MAX_NONCE_BYTES = 32  # RFC 8954 §2.1
 MAX_CERT_IDS = 20  # CertIDs answered in one response; more is refused as malformed
-MAX_SERIAL_BITS = 20 * 8  # RFC 5280 §4.1.2.2: serials are at most 20 octets
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,

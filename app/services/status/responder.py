@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from app.domain.serials import serial_hex
 from app.pki import ocsp as ocsp_pki
 from app.pki.ocsp import ResponderIdentity
 from app.services.custody import responder_binding
@@ -105,7 +106,7 @@ class ResponderKeys:
                 winner = newest  # another replica rolled over first
             else:
                 await repo.add_responder(
-                    responder_id=responder_id, serial=format(serial, "x"),
+                    responder_id=responder_id, serial=serial_hex(serial),
                     key_algorithm=algorithm,
                     certificate_der=certificate.public_bytes(serialization.Encoding.DER),
                     master_key_id=master_key_id, wrapped_key=wrapped,
