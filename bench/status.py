@@ -543,7 +543,7 @@ async def bench_crl(args: argparse.Namespace, work: Path) -> list[CrlRun]:
     from app.settings import StatusSettings
     from app.storage import migrate
     from app.storage.db import Database, make_engine
-    from app.storage.keyring import LocalKeyRing
+    from app.storage.local_keyring import LocalKeyRing
     from app.storage.tables import clients, persons
 
     url = args.crl_database_url or f"sqlite+aiosqlite:///{work / 'crl.db'}"

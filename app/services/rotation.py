@@ -36,7 +36,7 @@ from app.services import audit
 from app.services.custody import key_binding, responder_binding
 from app.services.secrets import AuditKeys
 from app.storage.db import Database
-from app.storage.keyring_file import MasterKeyInfo
+from app.storage.keyring_protector import MasterKeyInfo
 from app.storage.status_tables import ocsp_responders
 from app.storage.tables import certificates
 
@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 class ManagedKeyProtector(KeyProtector, Protocol):
     """A key protector whose master keys can be listed, added and retired
-    (:class:`app.storage.keyring_file.KeyRingFile`, :class:`app.storage.pkcs11.Pkcs11Protector`)."""
+    (:class:`app.storage.keyring_protector.KeyRingFile`,
+    :class:`app.storage.pkcs11.Pkcs11Protector`)."""
 
     async def reload(self) -> None: ...
 

@@ -77,7 +77,7 @@ from app.pki.token_keys import (
     load_token_key,
 )
 from app.settings import KeysSettings, Settings
-from app.storage.keyring_file import KeyRingFile, MasterKeyInfo
+from app.storage.keyring_protector import KeyRingFile, MasterKeyInfo
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
