@@ -167,7 +167,8 @@ def load_key_protector(settings: Settings, clock: Clock | None = None) -> KeyPro
     """
     if settings.keys.kind == "pkcs11":
         from app.clock import SystemClock
-        from app.storage.pkcs11 import TokenError, open_protector
+        from app.storage.pkcs11 import TokenError
+        from app.storage.pkcs11_protector import open_protector
 
         try:
             return open_protector(settings.keys, settings.keyring_path,
@@ -195,7 +196,8 @@ def load_issuing_ca(settings: Settings) -> CertificateAuthority:
             raise StartupError(f"the CA key in {settings.ca_dir} is a file, but "
                                "CERTCLOUD_CA__KEY_STORE=pkcs11")
         return load_ca(settings.ca_dir)
-    from app.storage.pkcs11 import TokenError, load_token_ca
+    from app.storage.pkcs11 import TokenError
+    from app.storage.pkcs11_ca import load_token_ca
 
     try:
         return load_token_ca(settings, reference)

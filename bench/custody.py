@@ -120,7 +120,7 @@ def local_store(base: Path) -> Any:
 
 
 def token_store(token: Token) -> Any:
-    from app.storage.pkcs11 import Pkcs11Protector
+    from app.storage.pkcs11_protector import Pkcs11Protector
 
     protector = Pkcs11Protector(token.session(), "certcloud-master")
     protector.load(create_if_missing=True, now=NOW)

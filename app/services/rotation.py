@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 class ManagedKeyProtector(KeyProtector, Protocol):
     """A key protector whose master keys can be listed, added and retired
     (:class:`app.storage.keyring_protector.KeyRingFile`,
-    :class:`app.storage.pkcs11.Pkcs11Protector`)."""
+    :class:`app.storage.pkcs11_protector.Pkcs11Protector`)."""
 
     async def reload(self) -> None: ...
 

@@ -25,7 +25,8 @@ from app.services.rotation import KeyRotation, ManagedKeyProtector, RewrapReport
 from app.storage.db import Database, make_engine
 from app.storage.keyring_protector import KeyRingFile
 from app.storage.local_keyring import LocalKeyRing
-from app.storage.pkcs11 import Pkcs11Protector, TokenSession
+from app.storage.pkcs11 import TokenSession
+from app.storage.pkcs11_protector import Pkcs11Protector
 from app.storage.tables import certificates, clients, persons
 from tests.conftest import START, truncate_all
 
