@@ -33,6 +33,7 @@ from app.services.status import StatusService
 from app.services.verifications import VerificationService
 from app.settings import LimitsSettings, Settings
 from app.startup import (
+    Started,
     check_configuration,
     init_ca,
     load_issuing_ca,
@@ -40,6 +41,7 @@ from app.startup import (
     open_database,
     preflight,
     prepare_token_secrets,
+    start_up,
 )
 from app.storage.db import Database
 from app.storage.idempotency import IdempotencyStore, ReplyKeys
@@ -64,13 +66,14 @@ class Wiring:
     """The parts both entry points share, each made once, on first use; :meth:`close` closes
     what was made. A CLI command asks only for what it uses (``clients create`` loads no CA)."""
 
-    def __init__(self, settings: Settings, clock: Clock,
-                 secrets_: ServerSecrets | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock, started: Started | None = None
+                 ) -> None:
         self.settings, self.clock = settings, clock
+        secrets_ = started.secrets if started else None
         self._configured, self._secrets = secrets_, secrets_
         self._db: Database | None = None
-        self._protector: KeyProtector | None = None
-        self._ca: CertificateAuthority | None = None
+        self._protector: KeyProtector | None = started.protector if started else None
+        self._ca: CertificateAuthority | None = started.ca if started else None
         self._limiter: RateLimiter | None = None
         self._status: StatusService | None = None
 
@@ -236,8 +239,9 @@ class Container:
 
 async def build_container(settings: Settings, clock: Clock,
                           verifier: PhoneVerifier | None = None) -> Container:
-    secrets_ = await preflight(settings, clock)
-    wiring = Wiring(settings, clock, secrets_)
+    started = await start_up(settings, clock)  # what it loaded is not loaded again
+    secrets_ = started.secrets
+    wiring = Wiring(settings, clock, started)
     protector = await wiring.protector()
     ca = await wiring.ca()
     db = wiring.db

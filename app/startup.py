@@ -8,6 +8,8 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from alembic.runtime.migration import MigrationContext
@@ -29,6 +31,7 @@ from app.storage.redis_counters import is_redis_url
 __all__ = ["init_ca"]  # re-exported for app.bootstrap
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def check_configuration(settings: Settings) -> ServerSecrets:
@@ -221,10 +224,27 @@ def configuration_problems(settings: Settings) -> tuple[ServerSecrets | None, li
         return None, str(exc).split("; ")
 
 
+@dataclass(frozen=True)
+class Started:
+    """What the checks loaded, for the wiring to use rather than load again."""
+
+    secrets: ServerSecrets
+    protector: KeyProtector
+    ca: CertificateAuthority
+
+
 async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
-    """Everything ``certcloud serve`` checks before it binds a port. Development creates what
-    is missing; production only checks that the operator has done it, and names every problem
-    it finds (settings, CA, key ring or master key, token keys, schema) in one error.
+    """Everything ``certcloud serve`` checks before it binds a port (see :func:`start_up`).
+
+    :raises StartupError: one line naming every problem found.
+    """
+    return (await start_up(settings, clock)).secrets
+
+
+async def start_up(settings: Settings, clock: Clock) -> Started:
+    """Development creates what is missing; production only checks that the operator has done
+    it, and names every problem it finds (settings, CA, key ring or master key, token keys,
+    schema) in one error.
 
     :raises StartupError: one line naming every problem found.
     """
@@ -236,24 +256,24 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
     elif settings.data_dir.is_dir():  # production creates nothing, but closes what is there
         tighten(settings.data_dir, PRIVATE_DIRECTORY)
 
-    def attempt(step: Callable[[], object]) -> bool:
+    def attempt(step: Callable[[], T]) -> T | None:
         try:
-            step()
+            return step()
         except StartupError as exc:
             problems.append(str(exc))
-            return False
-        return True
+            return None
 
-    await asyncio.to_thread(attempt, lambda: load_key_protector(settings, clock))
+    protector = await asyncio.to_thread(attempt, lambda: load_key_protector(settings, clock))
     if settings.keys.kind == "pkcs11" and secrets_ is not None:
         await asyncio.to_thread(attempt, lambda: prepare_token_secrets(
             settings, secrets_, create_if_missing=not settings.is_production))
+    ca = None
     if ca_pending(settings.ca_dir):
         problems.append(pending_problem(settings))
     elif not ca_exists(settings.ca_dir):
         problems.append(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
     else:
-        await asyncio.to_thread(attempt, lambda: load_issuing_ca(settings))
+        ca = await asyncio.to_thread(attempt, lambda: load_issuing_ca(settings))
     if settings.is_production:
         db = open_database(settings)
         try:
@@ -264,10 +284,9 @@ async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
             problems.append(f"cannot reach the database: {exc.detail}")
         finally:
             await db.dispose()
-    if problems:
+    if problems or secrets_ is None or protector is None or ca is None:
         raise StartupError("; ".join(problems))
-    assert secrets_ is not None
-    return secrets_
+    return Started(secrets_, protector, ca)
 
 
 def is_loopback_host(host: str) -> bool:
