@@ -1,5 +1,6 @@
 """Import and size rules of the edge (issue 13, "what must hold"): the routers reach storage and
-the PKI only through the services and the wiring, and no file in app/ grows past 400 lines.
+the PKI only through the services and the wiring, the CLI gets its database from the wiring, and
+no file in app/ grows past 400 lines.
 (tests/unit/test_architecture.py holds the services' and the domain's rules.)"""
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def test_the_rule_sees_every_form_of_import() -> None:
                          ids=lambda path: path.name)
 def test_routers_import_neither_storage_nor_pki(path: Path) -> None:
     assert reaches(imported_modules(path.read_text()), FORBIDDEN_IN_ROUTERS) == []
+
+
+@pytest.mark.parametrize("path", sorted((APP / "cli").rglob("*.py")), ids=lambda path: path.name)
+def test_cli_commands_take_the_database_from_the_wiring(path: Path) -> None:
+    """app.bootstrap opens the database (with the settings' timeout); no command does."""
+    source = path.read_text()
+    assert reaches(imported_modules(source), ("app.storage.db",)) == []
+    assert "Database(" not in source and "make_engine(" not in source
 
 
 def test_no_file_in_app_is_over_400_lines() -> None:
