@@ -264,7 +264,9 @@ async def start_up(settings: Settings, clock: Clock) -> Started:
             return None
 
     protector = await asyncio.to_thread(attempt, lambda: load_key_protector(settings, clock))
-    if settings.keys.kind == "pkcs11" and secrets_ is not None:
+    # A token that failed for the master keys is named once, not again for each key on it.
+    token_failed = settings.keys.kind == "pkcs11" and protector is None
+    if settings.keys.kind == "pkcs11" and secrets_ is not None and not token_failed:
         await asyncio.to_thread(attempt, lambda: prepare_token_secrets(
             settings, secrets_, create_if_missing=not settings.is_production))
     ca = None
@@ -272,7 +274,7 @@ async def start_up(settings: Settings, clock: Clock) -> Started:
         problems.append(pending_problem(settings))
     elif not ca_exists(settings.ca_dir):
         problems.append(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
-    else:
+    elif not (token_failed and ca_key_reference(settings.ca_dir) is not None):
         ca = await asyncio.to_thread(attempt, lambda: load_issuing_ca(settings))
     if settings.is_production:
         db = open_database(settings)
@@ -285,7 +287,7 @@ async def start_up(settings: Settings, clock: Clock) -> Started:
         finally:
             await db.dispose()
     if problems or secrets_ is None or protector is None or ca is None:
-        raise StartupError("; ".join(problems))
+        raise StartupError("; ".join(dict.fromkeys(problems)))  # each problem once
     return Started(secrets_, protector, ca)
 
 
