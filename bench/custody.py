@@ -112,8 +112,8 @@ class Token:
 
 
 def local_store(base: Path) -> Any:
-    from app.storage.keyring import LocalKeyRing
-    from app.storage.keyring_file import KeyRingFile
+    from app.storage.keyring_protector import KeyRingFile
+    from app.storage.local_keyring import LocalKeyRing
 
     LocalKeyRing.create(base / "keyring.json", NOW)
     return KeyRingFile(base / "keyring.json")

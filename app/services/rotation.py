@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 class ManagedKeyProtector(KeyProtector, Protocol):
     """A key protector whose master keys can be listed, added and retired
-    (:class:`app.storage.keyring_file.KeyRingFile`,
+    (:class:`app.storage.keyring_protector.KeyRingFile`,
     :class:`app.storage.pkcs11_protector.Pkcs11Protector`)."""
 
     async def reload(self) -> None: ...

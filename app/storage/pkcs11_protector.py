@@ -39,7 +39,7 @@ from app.pki.token_keys import (
     TokenTrouble,
 )
 from app.settings import KeysSettings
-from app.storage.keyring_file import KeyRingFile, MasterKeyInfo
+from app.storage.keyring_protector import KeyRingFile, MasterKeyInfo
 from app.storage.pkcs11 import (
     TokenContext,
     TokenError,

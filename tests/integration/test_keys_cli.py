@@ -21,7 +21,7 @@ from app.services.custody import key_binding
 from app.services.rotation import KeyRotation
 from app.storage import migrate
 from app.storage.db import Database, make_engine
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 from app.storage.tables import certificates, clients, persons
 from tests.conftest import START, Bank, Service, make_settings, person
 

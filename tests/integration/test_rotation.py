@@ -24,8 +24,8 @@ from app.pki.keys import KdfParams, WrongPin, open_with_pin, seal_with_pin
 from app.services.custody import key_binding
 from app.services.rotation import KeyRotation, ManagedKeyProtector, RewrapReport
 from app.storage.db import Database, make_engine
-from app.storage.keyring import LocalKeyRing
-from app.storage.keyring_file import KeyRingFile
+from app.storage.keyring_protector import KeyRingFile
+from app.storage.local_keyring import LocalKeyRing
 from app.storage.pkcs11 import TokenSession
 from app.storage.pkcs11_protector import Pkcs11Protector
 from app.storage.tables import certificates, clients, persons

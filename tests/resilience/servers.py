@@ -35,7 +35,7 @@ from app.services.secrets import load_secrets
 from app.settings import Settings
 from app.storage import migrate
 from app.storage.db import Database, make_engine
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.tables import certificates
 

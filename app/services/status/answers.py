@@ -23,6 +23,7 @@ from cryptography.x509.ocsp import OCSPResponseStatus
 
 from app.domain.errors import DependencyUnavailable
 from app.domain.records import CertificateState
+from app.domain.serials import is_valid_serial, serial_hex
 from app.pki import ocsp as ocsp_pki
 from app.pki.ocsp import CertId, CertStatus, OCSPRefusal, SingleAnswer
 from app.services.status.cache import OcspMemory
@@ -39,9 +40,7 @@ Answer = tuple[OcspReply, tuple[str, ...], float]
 
 def _serial_hex(serial: int) -> str | None:
     """A CertID serial as stored (lowercase hex), or None for one no certificate can have."""
-    if serial <= 0 or serial.bit_length() > ocsp_pki.MAX_SERIAL_BITS:
-        return None
-    return format(serial, "x")
+    return serial_hex(serial) if is_valid_serial(serial) else None
 
 
 class OcspAnswers:
