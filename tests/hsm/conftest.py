@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app.storage.pkcs11 import TokenSession
-from tests.hsm.softhsm import USER_PIN
+from tests.support.softhsm import USER_PIN
 
 
 @pytest.fixture

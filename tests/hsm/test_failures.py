@@ -30,9 +30,12 @@ from app.main import create_app
 from app.services.secrets import StartupError
 from app.storage import migrate
 from app.storage.tables import certificates
-from tests.conftest import FixedClock, make_bank, make_settings, person, stop_process, truncate_all
 from tests.production_config import production_env as good_production_env
 from tests.production_config import production_fields
+from tests.support.app import FixedClock, make_settings, truncate_all
+from tests.support.bank import make_bank
+from tests.support.people import PIN, person
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.hsm
 
@@ -224,7 +227,7 @@ async def test_token_failure_is_503_and_the_service_recovers(
         assert ready.headers["content-type"] == "application/problem+json"
         assert ready.json()["code"] == "key_store_unavailable"
         changed = await bank.post(f"/v1/certificates/{cert['id']}/pin",
-                                  {"pin": "902714", "new_pin": "417093"})
+                                  {"pin": PIN, "new_pin": "417093"})
         assert changed.status_code == 503, changed.text
         assert changed.headers["content-type"] == "application/problem+json"
         assert changed.json()["code"] == "key_store_unavailable"
@@ -244,7 +247,7 @@ async def test_token_failure_is_503_and_the_service_recovers(
         await asyncio.sleep(0.1)
     # The PIN did not change during the outage; it works now, and issuing works again.
     changed = await bank.post(f"/v1/certificates/{cert['id']}/pin",
-                              {"pin": "902714", "new_pin": "417093"})
+                              {"pin": PIN, "new_pin": "417093"})
     assert changed.status_code == 200, changed.text
     again = await bank.issue(person(3))
     assert again.status_code == 201, again.text

@@ -20,7 +20,8 @@ from app.pki.keys import KdfParams, WrongPin, generate_user_key, open_with_pin, 
 from app.pki.token_keys import generate_token_key
 from app.services.custody import KeyCustody, key_binding
 from app.storage.pkcs11 import Pkcs11Protector, TokenSession
-from tests.conftest import START
+from tests.support.app import START
+from tests.support.people import PIN
 
 pytestmark = pytest.mark.hsm
 PREFIX = "certcloud-master"
@@ -199,7 +200,7 @@ async def test_sole_control_master_key_and_database_do_not_open_a_key(
     protector = protector_on(token)
     custody = KeyCustody(protector, CHEAP)
     user_key = generate_user_key("p256")
-    master_key_id, blob = await custody.seal(user_key, "902714", "cert-1")  # the DB row
+    master_key_id, blob = await custody.seal(user_key, PIN, "cert-1")  # the DB row
 
     inner = await protector.unwrap(master_key_id, blob, key_binding("cert-1"))  # outer opens
     der = private_key_to_der(user_key)
@@ -211,5 +212,5 @@ async def test_sole_control_master_key_and_database_do_not_open_a_key(
     with pytest.raises(ValueError):
         await protector.unwrap(master_key_id, blob, key_binding("cert-2"))
     # With the PIN (the holder), both layers open.
-    opened = await custody.open("cert-1", master_key_id, blob, "902714")
+    opened = await custody.open("cert-1", master_key_id, blob, PIN)
     assert private_key_to_der(opened) == der

@@ -26,8 +26,10 @@ from app.services.secrets import LocalChainKey, ServerSecrets, StartupError
 from app.storage.ops_tables import audit_events, audit_head
 from app.storage.pkcs11 import TokenSession
 from app.storage.token_hmac import TokenHmacKey, generate_hmac_key, import_hmac_key
-from tests.conftest import FixedClock, make_bank, make_settings, person, truncate_all
 from tests.production_config import production_fields, strong_secret
+from tests.support.app import FixedClock, make_settings, truncate_all
+from tests.support.bank import make_bank
+from tests.support.people import person
 
 pytestmark = pytest.mark.hsm
 RRN_KEY = strong_secret("rrn key to import")

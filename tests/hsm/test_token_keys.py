@@ -26,7 +26,7 @@ from app.pki.token_keys import (
 )
 from app.services.issuer import Issuer
 from app.storage.pkcs11 import TokenSession
-from tests.conftest import START
+from tests.support.app import START
 
 pytestmark = pytest.mark.hsm
 

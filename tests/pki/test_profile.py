@@ -10,12 +10,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from app.settings import DEFAULT_POLICY_OID
-from tests.conftest import Bank, Service, person
-from tests.pki.lint import pkilint
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.people import person
+from tests.support.tools import pkilint_document
 
 
 def lint(pem: bytes, tmp_path: Path) -> str:
-    return pkilint("lint_pkix_cert", pem, tmp_path)
+    return pkilint_document("lint_pkix_cert", pem, tmp_path)
 
 
 async def test_end_entity_certificate_profile_and_lint(service: Service, bank: Bank,
@@ -61,7 +63,7 @@ async def test_p256_user_keys(service: Service, tmp_path: Path) -> None:
 
     issuer = service.container.issuer
     service.container.certificates.issuer = Issuer(issuer.ca, issuer.profile, "p256")
-    from tests.conftest import make_bank
+    from tests.support.bank import make_bank
 
     bank = await make_bank(service.http, service.container)
     issued = await bank.issue(person(8))

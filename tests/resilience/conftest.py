@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BACKEND, create_pg_database, drop_pg_database
-from tests.resilience.servers import (
+from tests.support.app import BACKEND, create_pg_database, drop_pg_database
+from tests.support.bank import Bank, remote_bank
+from tests.support.processes import (
     Inspector,
-    RemoteBank,
     Server,
     make_template,
     prepare,
@@ -49,10 +49,10 @@ class Cluster:
     database_url: str
     env: dict[str, str]
     inspector: Inspector
-    banks: list[RemoteBank] = field(default_factory=list)
+    banks: list[Bank] = field(default_factory=list)
 
-    async def bank(self, name: str, scopes: list[str] | None = None) -> RemoteBank:
-        bank = await RemoteBank.connect(self.servers, self.data_dir, self.database_url, name,
+    async def bank(self, name: str, scopes: list[str] | None = None) -> Bank:
+        bank = await remote_bank(self.servers, self.data_dir, self.database_url, name,
                                         scopes)
         self.banks.append(bank)
         return bank

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from app.services.csc import MAX_HASHES, SAD_LIFETIME
-from tests.conftest import Bank, Service, make_bank
-from tests.signing.conftest import Holder, b64, issue_holder, refresh_token, unb64
+from tests.support.app import Service
+from tests.support.bank import Bank, Holder, issue_holder, make_bank, refresh_token
+from tests.support.signing import b64, unb64
 
 SHA256_WITH_RSA = "1.2.840.113549.1.1.11"
 SHA384_WITH_RSA = "1.2.840.113549.1.1.12"
@@ -272,7 +273,7 @@ async def _token(service: Service) -> str:
 async def test_renewal_window_does_not_renew_over_csc(service: Service, bank: Bank,
                                                       holder: Holder) -> None:
     from app.domain.certificates import VALIDITY
-    from tests.conftest import START
+    from tests.support.app import START
 
     service.clock.set(START + VALIDITY - timedelta(days=5))
     await refresh_token(bank)

@@ -32,8 +32,8 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from app.main import create_app
-from tests.conftest import Bank, Service
-from tests.signing.conftest import Holder
+from tests.support.app import Service
+from tests.support.bank import Bank, Holder
 
 pytestmark = pytest.mark.interop
 

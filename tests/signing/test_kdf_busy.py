@@ -8,8 +8,9 @@ import base64
 import threading
 
 from app.services.kdf_pool import KdfPool
-from tests.conftest import Bank, Service
-from tests.signing.conftest import Holder
+from tests.support.app import Service
+from tests.support.bank import Bank, Holder
+from tests.support.problems import assert_problem
 
 BODY = {"data": base64.b64encode(b"transfer 10,000 KRW").decode(), "format": "raw"}
 
@@ -31,8 +32,7 @@ async def test_full_kdf_line_is_429_and_costs_no_try(service: Service, bank: Ban
         for pin in (holder.pin, "000000"):
             reply = await bank.post(f"/v1/certificates/{holder.id}/signatures",
                                     {"pin": pin, **BODY})
-            assert reply.status_code == 429, reply.text
-            assert reply.json()["code"] == "pin_kdf_busy"
+            assert_problem(reply, 429, "pin_kdf_busy")
             assert reply.headers["retry-after"] == "1"
         state = (await bank.get(f"/v1/certificates/{holder.id}")).json()
         assert state["remaining_pin_attempts"] == 5  # neither the right nor a wrong PIN counted

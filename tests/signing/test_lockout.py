@@ -14,8 +14,10 @@ from sqlalchemy import update
 
 from app.services import certificates as certificate_service
 from app.storage.tables import certificates
-from tests.conftest import BACKEND, Bank, Service
-from tests.signing.conftest import Holder, b64
+from tests.support.app import BACKEND, Service
+from tests.support.bank import Bank, Holder
+from tests.support.problems import assert_problem
+from tests.support.signing import b64
 
 BODY = {"data": b64(b"login challenge"), "format": "raw"}
 
@@ -32,8 +34,7 @@ async def _remaining(bank: Bank, holder: Holder) -> int:
 async def test_five_wrong_pins_lock_and_a_correct_pin_resets(bank: Bank, holder: Holder) -> None:
     for expected in (4, 3):
         wrong = await _sign(bank, holder, "000000")
-        assert wrong.status_code == 403, wrong.text
-        assert wrong.json()["code"] == "pin_invalid"
+        assert_problem(wrong, 403, "pin_invalid")
         assert wrong.json()["remaining_attempts"] == expected
     ok = await _sign(bank, holder, holder.pin)
     assert ok.status_code == 200, ok.text
@@ -72,7 +73,7 @@ async def test_concurrent_wrong_pins_never_exceed_five(bank: Bank, holder: Holde
                                                        replica: httpx.AsyncClient) -> None:
     """Many wrong PINs at once, spread over two replicas. On PostgreSQL each request runs on
     its own pooled connection, truly concurrently; the conditional update still admits five."""
-    other = Bank(replica, bank.client_id, bank.client_secret, bank.token)
+    other = Bank([replica], bank.client_id, bank.client_secret, bank.token)
     attempts = 24
     replies = await asyncio.gather(*[
         _sign(bank if i % 2 else other, holder, "000000") for i in range(attempts)])
@@ -93,7 +94,7 @@ async def test_concurrent_wrong_and_right_pins_on_postgres(bank: Bank, holder: H
                                                            replica: httpx.AsyncClient) -> None:
     """Wrong and right PINs racing: whatever the interleaving, no more than five wrong tries
     are ever counted before a lock, and every reply is 200, 403 or 423."""
-    other = Bank(replica, bank.client_id, bank.client_secret, bank.token)
+    other = Bank([replica], bank.client_id, bank.client_secret, bank.token)
     pins = ["000000"] * 12 + [holder.pin] * 4
     replies = await asyncio.gather(*[
         _sign(bank if i % 2 else other, holder, pin) for i, pin in enumerate(pins)])

@@ -14,19 +14,15 @@ from sqlalchemy import func, select
 
 from app.settings import Settings
 from app.storage.ops_tables import audit_events
-from tests.conftest import Bank, FixedClock, Service, make_bank, running, with_limits
-from tests.signing.conftest import Holder, b64, issue_holder
-
-
-def _digits(ascii_digits: str, zero: int) -> str:
-    """The same digits from another Unicode digit block (``zero`` is its digit zero)."""
-    return "".join(chr(zero + int(d)) for d in ascii_digits)
-
+from tests.support.app import FixedClock, Service, running, with_limits
+from tests.support.bank import Bank, Holder, issue_holder, make_bank
+from tests.support.people import PIN, digits_as
+from tests.support.signing import b64
 
 # Empty, letters, too short, too long, and digits that are not ASCII (fullwidth, Arabic-Indic,
 # one fullwidth digit among ASCII ones): int() takes the last three, the PIN rule must not.
-MALFORMED = ["", "abc", "90271", "9027145", _digits("902714", 0xFF10), _digits("902714", 0x0660),
-             "90271" + _digits("4", 0xFF10), "902714\n"]
+MALFORMED = ["", "abc", "90271", "9027145", digits_as(PIN, 0xFF10), digits_as(PIN, 0x0660),
+             "90271" + digits_as("4", 0xFF10), "902714\n"]
 SIGNATURES_PER_MINUTE = 2
 
 

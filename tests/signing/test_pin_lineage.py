@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 
 from app.domain.certificates import VALIDITY
 from app.storage.ops_tables import audit_events
-from tests.conftest import START, Bank, Service
-from tests.signing.conftest import Holder, b64, refresh_token
+from tests.support.app import START, Service
+from tests.support.bank import Bank, Holder, refresh_token
+from tests.support.signing import b64
 
 WRONG = "000000"
 NEW_PIN = "417093"
@@ -111,7 +112,7 @@ async def test_a_pin_change_leaves_the_old_pins_lineage(service: Service, bank: 
 async def test_concurrent_wrong_pins_over_both_blobs_never_exceed_five(
         service: Service, bank: Bank, holder: Holder, replica: httpx.AsyncClient) -> None:
     successor = await _renewed(service, bank, holder)
-    other = Bank(replica, bank.client_id, bank.client_secret, bank.token)
+    other = Bank([replica], bank.client_id, bank.client_secret, bank.token)
     attempts = 16
     replies = await asyncio.gather(*[
         (_sign(bank if i % 4 else other, successor, WRONG) if i % 2

@@ -16,15 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from app.domain.certificates import RENEWAL_WINDOW, VALIDITY
 from app.domain.errors import DependencyUnavailable
-from tests.conftest import START, Bank, Service
-from tests.signing.conftest import (
-    Holder,
-    b64,
-    ca_pem_path,
-    openssl_verify,
-    refresh_token,
-    unb64,
-)
+from tests.support.app import START, Service
+from tests.support.bank import Bank, Holder, refresh_token
+from tests.support.problems import assert_problem
+from tests.support.signing import b64, ca_pem_path, openssl_verify, unb64
 
 DATA = b"renewal test"
 
@@ -124,8 +119,7 @@ async def test_past_not_after_nothing_signs_or_renews(service: Service, bank: Ba
     service.clock.set(START + VALIDITY)
     await refresh_token(bank)
     reply = await _sign(bank, holder.id, holder.pin)
-    assert reply.status_code == 409, reply.text
-    assert reply.json()["code"] == "certificate_expired"
+    assert_problem(reply, 409, "certificate_expired")
     found = (await bank.post("/v1/certificates/lookup", {"rrn": holder.person["rrn"]})).json()
     assert found["count"] == 1 and found["data"][0]["status"] == "expired"
     assert found["data"][0]["remaining_pin_attempts"] == 5  # not even a PIN try

@@ -16,15 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
 from pyhanko_certvalidator import ValidationContext
 
-from tests.conftest import START, Bank, Service, make_bank
-from tests.signing.conftest import (
-    Holder,
-    b64,
-    ca_pem_path,
-    issue_holder,
-    openssl_verify,
-    unb64,
-)
+from tests.support.app import START, Service
+from tests.support.bank import Bank, Holder, issue_holder, make_bank
+from tests.support.signing import b64, ca_pem_path, openssl_verify, unb64
 
 DATA = "전자서명 테스트: 이체 100,000원".encode()
 HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from tests.conftest import Service
+from tests.support.app import Service
 
 
 async def test_a_self_signed_cas_chain_is_itself(service: Service) -> None:

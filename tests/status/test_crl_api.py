@@ -18,8 +18,10 @@ from app.main import create_app
 from app.pki import crl as crl_pki
 from app.services.status import StatusService
 from app.storage.status_tables import crls
-from tests.conftest import Bank, Service
-from tests.status.conftest import issue, ocsp_request, pkilint, post_ocsp, revoke
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.status import issue, ocsp_request, post_ocsp, revoke
+from tests.support.tools import pkilint
 
 
 def _status(service: Service) -> StatusService:

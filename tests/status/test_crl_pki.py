@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.pki import crl as pki
 from app.pki.ca import CertificateAuthority, create_ca, self_sign_ca
-from tests.status.conftest import pkilint
+from tests.support.tools import pkilint
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 URL = "http://status.test/crl"

@@ -27,8 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from tests.conftest import BACKEND, create_pg_database, drop_pg_database, person
-from tests.status.conftest import openssl, pkilint, run, tool
+from tests.support.app import BACKEND, create_pg_database, drop_pg_database
+from tests.support.people import PIN, person
+from tests.support.tools import openssl, pkilint, run, tool
 
 pytestmark = pytest.mark.interop
 
@@ -65,7 +66,7 @@ class Live:
         issued = self.post("/v1/certificates", {
             "verification_id": started.json()["id"], "person": holder, "terms_accepted": True,
             "bank_checks": {"account_password_verified": True, "contact_confirmed": True},
-            "pin": "902714"})
+            "pin": PIN})
         assert issued.status_code == 201, issued.text
         path = self.dir / f"ee{self.counter}.pem"
         path.write_text(issued.json()["certificate_pem"])
@@ -73,7 +74,7 @@ class Live:
 
     def revoke(self, certificate_id: str, reason: str) -> None:
         reply = self.post(f"/v1/certificates/{certificate_id}/revoke",
-                          {"pin": "902714", "reason": reason})
+                          {"pin": PIN, "reason": reason})
         assert reply.status_code == 200, reply.text
 
 

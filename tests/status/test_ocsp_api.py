@@ -23,15 +23,10 @@ from app.pki import ocsp as ocsp_pki
 from app.services.status import StatusService
 from app.storage.status_repository import StatusRepository
 from app.storage.status_tables import ocsp_responses
-from tests.conftest import Bank, Service, person
-from tests.status.conftest import (
-    OCSP_REQUEST,
-    get_path,
-    issue,
-    ocsp_request,
-    post_ocsp,
-    revoke,
-)
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.people import PIN, person
+from tests.support.status import OCSP_REQUEST, get_path, issue, ocsp_request, post_ocsp, revoke
 
 
 def _status(service: Service) -> StatusService:
@@ -381,7 +376,7 @@ async def test_superseded_and_reason_upgrade(service: Service, bank: Bank) -> No
     assert superseded.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert superseded.revocation_reason is x509.ReasonFlags.superseded
     upgraded = await bank.post(f"/v1/certificates/{first['id']}/revoke",
-                               {"pin": "902714", "reason": "key_compromise"})
+                               {"pin": PIN, "reason": "key_compromise"})
     assert upgraded.status_code == 200, upgraded.text
     compromised = await post_ocsp(service.http, ocsp_request(first_cert, ca))
     assert compromised.revocation_reason is x509.ReasonFlags.key_compromise

@@ -16,12 +16,21 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from app.pki import ocsp as pki
-from app.pki.ca import CertificateAuthority, Profile, create_ca, issue_end_entity, subject_for
-from app.pki.keys import generate_user_key
+from app.pki.ca import CertificateAuthority
 from app.services.status import StatusService
 from app.storage.status_repository import StatusRepository
-from tests.conftest import Bank, Service
-from tests.status.conftest import OCSP_REQUEST, issue, revoke
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.status import (
+    OCSP_REQUEST,
+    asn1_request,
+    issue,
+    nonce_extension,
+    revoke,
+    unit_ca,
+    unit_leaf,
+    unit_responder,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -45,12 +54,8 @@ def cert_id_der(issuer: x509.Certificate, serial: int, name: str, with_null: boo
 
 
 def request_der(cert_ids: list[bytes], nonce: bytes | None = None) -> bytes:
-    tbs: dict[str, object] = {"request_list": [
-        {"req_cert": asn1_ocsp.CertId.load(cid)} for cid in cert_ids]}
-    if nonce is not None:
-        tbs["request_extensions"] = [{"extn_id": "nonce", "critical": False,
-                                      "extn_value": nonce}]
-    return bytes(asn1_ocsp.OCSPRequest({"tbs_request": tbs}).dump())
+    return asn1_request([asn1_ocsp.CertId.load(cid) for cid in cert_ids],
+                        None if nonce is None else [nonce_extension(nonce)])
 
 
 def echoed(response_der: bytes) -> list[tuple[bytes, str]]:
@@ -65,26 +70,16 @@ def echoed(response_der: bytes) -> list[tuple[bytes, str]]:
 
 @pytest.fixture(scope="module")
 def ca() -> CertificateAuthority:
-    return create_ca(common_name="Unit CA", organization="Certcloud", country="KR",
-                     now=NOW - timedelta(days=1), validity_years=5)
+    return unit_ca(NOW)
 
 
 @pytest.fixture(scope="module")
 def responder(ca: CertificateAuthority) -> pki.ResponderIdentity:
-    key = pki.generate_responder_key("rsa2048")
-    certificate = pki.issue_responder_certificate(
-        ca_key=ca.key, ca_certificate=ca.certificate, public_key=key.public_key(),
-        serial=x509.random_serial_number(), not_before=pki.backdated(NOW),
-        not_after=NOW + timedelta(days=7))
-    return pki.ResponderIdentity(key, certificate)
+    return unit_responder(ca, NOW)
 
 
 def _serial(ca: CertificateAuthority) -> int:
-    key = generate_user_key("p256")
-    return issue_end_entity(ca, Profile("2.25.1", "http://status.test"),
-                            public_key=key.public_key(), subject=subject_for("홍길동", "p-1"),
-                            serial=x509.random_serial_number(), not_before=NOW,
-                            not_after=NOW + timedelta(days=30)).serial_number
+    return unit_leaf(ca, NOW).serial_number
 
 
 _ANSWERS = {

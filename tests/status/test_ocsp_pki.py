@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -16,42 +15,32 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from app.pki import ocsp as pki
 from app.pki.ca import CertificateAuthority, Profile, create_ca, issue_end_entity, subject_for
 from app.pki.keys import generate_user_key
-from tests.status.conftest import ocsp_request, pkilint
+from tests.support.status import (
+    asn1_request,
+    nonce_extension,
+    ocsp_request,
+    unit_ca,
+    unit_leaf,
+    unit_responder,
+)
+from tests.support.tools import pkilint
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
 def ca() -> CertificateAuthority:
-    return create_ca(common_name="Unit CA", organization="Certcloud", country="KR",
-                     now=NOW - timedelta(days=1), validity_years=5)
+    return unit_ca(NOW)
 
 
 @pytest.fixture(scope="module")
 def leaf(ca: CertificateAuthority) -> x509.Certificate:
-    key = generate_user_key("p256")
-    return issue_end_entity(ca, Profile("2.25.1", "http://status.test"),
-                            public_key=key.public_key(), subject=subject_for("홍길동", "p-1"),
-                            serial=x509.random_serial_number(), not_before=NOW,
-                            not_after=NOW + timedelta(days=30))
+    return unit_leaf(ca, NOW)
 
 
 @pytest.fixture(scope="module")
 def responder(ca: CertificateAuthority) -> pki.ResponderIdentity:
-    key = pki.generate_responder_key("rsa2048")
-    certificate = pki.issue_responder_certificate(
-        ca_key=ca.key, ca_certificate=ca.certificate, public_key=key.public_key(),
-        serial=x509.random_serial_number(), not_before=pki.backdated(NOW),
-        not_after=NOW + timedelta(days=7))
-    return pki.ResponderIdentity(key, certificate)
-
-
-def _asn1_request(cert_ids: list[dict[str, object]], extensions: list[dict[str, object]]
-                  | None = None) -> bytes:
-    tbs: dict[str, object] = {"request_list": [{"req_cert": cid} for cid in cert_ids]}
-    if extensions is not None:
-        tbs["request_extensions"] = extensions
-    return bytes(asn1_ocsp.OCSPRequest({"tbs_request": tbs}).dump())
+    return unit_responder(ca, NOW)
 
 
 def _cert_id(hashes_: tuple[bytes, bytes], serial: int, name: str = "sha1") -> dict[str, object]:
@@ -94,7 +83,7 @@ def test_issuer_hashes_do_not_match_another_issuer(ca: CertificateAuthority) -> 
 
 def test_parse_several_cert_ids(ca: CertificateAuthority) -> None:
     issuer = pki.IssuerHashes.of(ca.certificate)
-    der = _asn1_request([_cert_id(issuer.by_hash["sha1"], 5),
+    der = asn1_request([_cert_id(issuer.by_hash["sha1"], 5),
                          _cert_id(issuer.by_hash["sha256"], 6, "sha256")],
                         [{"extn_id": "nonce", "critical": False, "extn_value": b"abc"}])
     parsed = pki.parse_request(der)
@@ -128,34 +117,34 @@ def test_nonce_over_32_octets_is_refused(ca: CertificateAuthority, leaf: x509.Ce
         pki.parse_request(ocsp_request(leaf, ca.certificate, nonce=b"x" * 33))
     assert refused.value.status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     issuer = pki.IssuerHashes.of(ca.certificate)
-    several = _asn1_request([_cert_id(issuer.by_hash["sha1"], 5)] * 2,
-                            [{"extn_id": "nonce", "critical": False, "extn_value": b"y" * 33}])
+    several = asn1_request([_cert_id(issuer.by_hash["sha1"], 5)] * 2,
+                            [nonce_extension(b"y" * 33)])
     with pytest.raises(pki.OCSPRefusal):
         pki.parse_request(several)
 
 
 def test_empty_nonce_is_refused(ca: CertificateAuthority) -> None:
     issuer = pki.IssuerHashes.of(ca.certificate)
-    der = _asn1_request([_cert_id(issuer.by_hash["sha1"], 5)],
-                        [{"extn_id": "nonce", "critical": False, "extn_value": b""}])
+    der = asn1_request([_cert_id(issuer.by_hash["sha1"], 5)],
+                        [nonce_extension(b"")])
     with pytest.raises(pki.OCSPRefusal):
         pki.parse_request(der)
 
 
 def test_unsupported_hash_is_malformed(ca: CertificateAuthority) -> None:
     with pytest.raises(pki.OCSPRefusal):
-        pki.parse_request(_asn1_request([_cert_id((b"a" * 16, b"b" * 16), 5, "md5")]))
+        pki.parse_request(asn1_request([_cert_id((b"a" * 16, b"b" * 16), 5, "md5")]))
     with pytest.raises(pki.OCSPRefusal):
-        pki.parse_request(_asn1_request([_cert_id((b"a" * 16, b"b" * 16), 5, "md5")] * 2))
+        pki.parse_request(asn1_request([_cert_id((b"a" * 16, b"b" * 16), 5, "md5")] * 2))
 
 
 def test_zero_or_too_many_cert_ids_are_malformed(ca: CertificateAuthority) -> None:
     issuer = pki.IssuerHashes.of(ca.certificate)
     with pytest.raises(pki.OCSPRefusal):
-        pki.parse_request(_asn1_request([]))
-    pki.parse_request(_asn1_request([_cert_id(issuer.by_hash["sha1"], 5)] * pki.MAX_CERT_IDS))
+        pki.parse_request(asn1_request([]))
+    pki.parse_request(asn1_request([_cert_id(issuer.by_hash["sha1"], 5)] * pki.MAX_CERT_IDS))
     with pytest.raises(pki.OCSPRefusal):
-        pki.parse_request(_asn1_request(
+        pki.parse_request(asn1_request(
             [_cert_id(issuer.by_hash["sha1"], 5)] * (pki.MAX_CERT_IDS + 1)))
 
 
@@ -164,12 +153,12 @@ def test_unknown_critical_extension_is_malformed_but_non_critical_is_ignored(
     issuer = pki.IssuerHashes.of(ca.certificate)
     cert_id = _cert_id(issuer.by_hash["sha1"], 5)
     ignored = {"extn_id": "1.2.3.4", "critical": False, "extn_value": b"\x05\x00"}
-    assert pki.parse_request(_asn1_request([cert_id], [ignored])).nonce is None
+    assert pki.parse_request(asn1_request([cert_id], [ignored])).nonce is None
     critical = {"extn_id": "1.2.3.4", "critical": True, "extn_value": b"\x05\x00"}
     with pytest.raises(pki.OCSPRefusal):
-        pki.parse_request(_asn1_request([cert_id], [critical]))
+        pki.parse_request(asn1_request([cert_id], [critical]))
     with pytest.raises(pki.OCSPRefusal):
-        pki.parse_request(_asn1_request([cert_id, cert_id], [critical]))
+        pki.parse_request(asn1_request([cert_id, cert_id], [critical]))
 
 
 # --- signing ---------------------------------------------------------------------------------

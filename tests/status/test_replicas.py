@@ -17,8 +17,9 @@ from sqlalchemy import insert, update
 from app.main import create_app
 from app.services.status import StatusService
 from app.storage.status_tables import status_replicas
-from tests.conftest import Bank, Service
-from tests.status.conftest import OCSP_REQUEST, get_path, issue, ocsp_request, post_ocsp, revoke
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.status import OCSP_REQUEST, get_path, issue, ocsp_request, post_ocsp, revoke
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Real ``certcloud serve`` processes for the resilience suites, and a bank that talks to them.
+"""Real ``certcloud`` processes: one-off commands, and ``certcloud serve`` servers (the
+resilience suites run several of them as replicas).
 
 Every server of one test shares the database URL and the data directory (CA, key ring and the
 development secrets), as replicas behind a load balancer do. Each writes its log to a file of
@@ -8,6 +9,7 @@ its own (no pipe to fill up), and every process is ended in the fixture's ``fina
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +41,6 @@ from app.storage.rate_counters import DatabaseCounters
 from app.storage.tables import certificates
 
 CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
-PIN = "902714"
 READY_TIMEOUT = 90.0
 
 
@@ -47,6 +48,66 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def env_for(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a development ``certcloud`` on ``data_dir`` and ``database_url``
+    (no CERTCLOUD_* of the caller's; cheap Argon2)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTCLOUD_")}
+    env.update({"CERTCLOUD_DATA_DIR": str(data_dir), "CERTCLOUD_DATABASE_URL": database_url,
+                "CERTCLOUD_ARGON2__TIME_COST": "1", "CERTCLOUD_ARGON2__MEMORY_KIB": "1024",
+                "CERTCLOUD_ARGON2__PARALLELISM": "1"})
+    env.update(extra)
+    return env
+
+
+def certcloud(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CERTCLOUD, *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """SIGINT (a clean shutdown), then SIGKILL if it has not ended in ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def wait_ready(url: str, process: subprocess.Popen[Any], timeout: float = 60, *,
+               name: str = "certcloud serve", log: Callable[[], str] = lambda: "") -> None:
+    """Until ``url``/readyz answers 200; fails if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited early:\n{log()}".rstrip(":\n"))
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not become ready:\n{log()}".rstrip(":\n"))
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, database_url: str, **extra: str) -> Iterator[str]:
+    """A development ``certcloud serve`` on a free port (its public URL its own), ready; yields
+    its base URL and stops it on the way out."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = env_for(data_dir, database_url, CERTCLOUD_PUBLIC_BASE_URL=base, **extra)
+    server = subprocess.Popen([CERTCLOUD, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(base, server)
+        yield base
+    finally:
+        stop_process(server)
 
 
 def make_template(base: Path) -> Path:
@@ -103,18 +164,8 @@ class Server:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited early:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} did not become ready:\n{self.log_tail()}")
+        assert self.process is not None
+        wait_ready(self.url, self.process, timeout, name=self.name, log=self.log_tail)
 
     def kill(self) -> None:
         """SIGKILL: no lifespan shutdown, no rollback, no flush."""
@@ -123,13 +174,8 @@ class Server:
             self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None:
+            stop_process(self.process)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -200,115 +246,6 @@ async def create_client(data_dir: Path, database_url: str, name: str,
     finally:
         await db.dispose()
     return created.client_id, created.client_secret
-
-
-class Problems:
-    """Counts what came back, so the closing note can report it."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[int, int] = {}
-        self.errors: list[str] = []
-
-    def note(self, reply: httpx.Response) -> None:
-        self.statuses[reply.status_code] = self.statuses.get(reply.status_code, 0) + 1
-        if reply.status_code >= 500:
-            self.errors.append(f"{reply.request.method} {reply.request.url.path}: "
-                               f"{reply.status_code} {reply.text[:300]}")
-
-    @property
-    def server_errors(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status >= 500)
-
-
-@dataclass
-class RemoteBank:
-    """A bank front-end spreading its calls over several servers (a load balancer)."""
-
-    clients: list[httpx.AsyncClient]
-    client_id: str
-    client_secret: str
-    token: str = ""
-    seen: Problems = field(default_factory=Problems)
-
-    @classmethod
-    async def connect(cls, servers: list[Server], data_dir: Path, database_url: str,
-                      name: str, scopes: list[str] | None = None,
-                      timeout: float = 60.0) -> RemoteBank:
-        client_id, secret = await create_client(data_dir, database_url, name, scopes)
-        clients = [httpx.AsyncClient(base_url=s.url, timeout=timeout) for s in servers]
-        bank = cls(clients, client_id, secret)
-        reply = await clients[0].post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                      auth=(client_id, secret))
-        assert reply.status_code == 200, reply.text
-        bank.token = reply.json()["access_token"]
-        return bank
-
-    async def aclose(self) -> None:
-        for client in self.clients:
-            await client.aclose()
-
-    def at(self, index: int) -> httpx.AsyncClient:
-        return self.clients[index % len(self.clients)]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    async def post(self, index: int, path: str, body: Any = None,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
-        reply = await self.at(index).post(path, json=body,
-                                          headers={**self.headers, **(headers or {})})
-        self.seen.note(reply)
-        return reply
-
-    async def get(self, index: int, path: str) -> httpx.Response:
-        reply = await self.at(index).get(path, headers=self.headers)
-        self.seen.note(reply)
-        return reply
-
-    async def verified(self, index: int, phone: str, purpose: str = "issue") -> str:
-        """A confirmed SMS verification, started on one server and confirmed on the next. The
-        sandbox outbox lives in the memory of the process that sent the SMS (development only;
-        a real provider delivers to the phone), so the code is read where it was sent."""
-        started = await self.post(index, "/v1/verifications",
-                                  {"phone": phone, "channel": "sms", "purpose": purpose})
-        assert started.status_code == 201, started.text
-        verification_id = started.json()["id"]
-        code = await self.sms_code(index, phone)
-        confirmed = await self.post(index + 1, f"/v1/verifications/{verification_id}/confirm",
-                                    {"code": code})
-        assert confirmed.status_code == 200, confirmed.text
-        return str(verification_id)
-
-    async def sms_code(self, index: int, phone: str) -> str:
-        """The newest code sent to the phone (the sandbox lists them newest first)."""
-        messages = (await self.at(index).get("/sandbox/messages",
-                                             params={"phone": phone})).json()
-        return str(next(m["code"] for m in messages if m["code"] is not None))
-
-    async def verified_many(self, phone: str, count: int, purpose: str = "issue") -> list[str]:
-        """``count`` confirmed verifications of one phone. The sandbox can only tell the newest
-        code of a phone, so they are made one after the other, alternating servers."""
-        return [await self.verified(i, phone, purpose) for i in range(count)]
-
-    async def issue(self, index: int, person: dict[str, str], pin: str = PIN,
-                    verification_id: str | None = None) -> httpx.Response:
-        if verification_id is None:
-            verification_id = await self.verified(index, person["phone"])
-        return await self.post(index, "/v1/certificates",
-                               issue_body(person, verification_id, pin))
-
-
-def issue_body(person: dict[str, str], verification_id: str, pin: str = PIN) -> dict[str, Any]:
-    return {"verification_id": verification_id, "person": person, "terms_accepted": True,
-            "bank_checks": {"account_password_verified": True, "contact_confirmed": True},
-            "pin": pin}
-
-
-def resident(n: int) -> dict[str, str]:
-    """A distinct valid person (born in March 1985), distinct from tests.conftest.person."""
-    return {"name": f"김민준{n}", "rrn": f"8503{n % 28 + 1:02d}-1{n:06d}",
-            "phone": f"+8210{7777_0000 + n:08d}", "email": f"resident{n}@example.com"}
 
 
 async def gather(*calls: Any) -> list[Any]:
