@@ -1,6 +1,6 @@
 """Java relying parties against a real server (issue 12, part 1): Bouncy Castle (Debian's
 ``libbcprov-java``/``libbcpkix-java``) and the JDK's own ``CertPathValidator``, driven by
-``tests/status/java/OcspInterop.java``, compiled here with ``javac``.
+``tests/integration/java/OcspInterop.java``, compiled here with ``javac``.
 
 Bouncy Castle's ``CertificateID.equals`` compares the CertID's encoding, and its PKIX checker
 keys its response cache by it, so an answer must carry the CertID exactly as sent.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.status.test_interop import Live, serve_live
+from tests.integration.test_interop import Live, serve_live
 
 pytestmark = pytest.mark.interop
 

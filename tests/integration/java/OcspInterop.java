@@ -1,4 +1,4 @@
-// Bouncy Castle and JDK OCSP clients against a live Certcloud responder (tests/status/
+// Bouncy Castle and JDK OCSP clients against a live Certcloud responder (tests/integration/
 // test_java_interop.py compiles and runs this). One result per line, parsed by the test.
 //
 //   certid <ocsp-url> <ca.pem> <cert.pem>     BC requests in four CertID shapes; for each,

@@ -24,8 +24,8 @@ from pyhanko_certvalidator import ValidationContext
 from app.ca_setup import import_ca, init_ca
 from app.settings import Settings
 from app.storage.keyring import LocalKeyRing
+from tests.api.signing.test_csc_pdf import _blank_pdf, _sign_pdf, live_url
 from tests.offline_root import Root, make_root
-from tests.signing.test_csc_pdf import _blank_pdf, _sign_pdf, live_url
 from tests.support.app import FixedClock, Service, make_settings, truncate_all
 from tests.support.bank import Bank, issue_holder
 from tests.support.status import OCSP_REQUEST, der, issue, ocsp_request, revoke
