@@ -65,18 +65,24 @@ async def test_revocation_on_one_replica_is_what_the_other_says(
     assert status["status"] == "revoked" and status["revocation_reason"] == "key_compromise"
 
 
+async def _other_replicas(service: Service, wall: datetime,
+                          *replicas: tuple[str, timedelta]) -> None:
+    """Rows of other replicas (ids, and leases running until ``wall`` plus the delta) that have
+    applied nothing yet; the n-th is on host elsewhere:n."""
+    async with service.container.db.transaction() as conn:
+        for n, (replica_id, lease) in enumerate(replicas, 1):
+            await conn.execute(insert(status_replicas).values(
+                id=replica_id, host=f"elsewhere:{n}", acked_generation=0,
+                lease_until=wall + lease, started_at=wall))
+
+
 async def test_the_revoke_call_waits_for_a_replica_that_lags(
         service: Service, bank: Bank) -> None:
     """A live replica that has not yet applied the change holds the reply back until it has."""
     resource, _cert = await issue(bank, 1)
     wall = datetime.now(UTC)
-    async with service.container.db.transaction() as conn:
-        await conn.execute(insert(status_replicas).values(
-            id="slow-replica", host="elsewhere:1", acked_generation=0,
-            lease_until=wall + timedelta(seconds=30), started_at=wall))
-        await conn.execute(insert(status_replicas).values(  # dead: its lease ran out
-            id="dead-replica", host="elsewhere:2", acked_generation=0,
-            lease_until=wall - timedelta(seconds=30), started_at=wall))
+    await _other_replicas(service, wall, ("slow-replica", timedelta(seconds=30)),
+                          ("dead-replica", timedelta(seconds=-30)))  # dead: its lease ran out
 
     async def catch_up_later() -> None:
         await asyncio.sleep(0.6)
@@ -100,10 +106,7 @@ async def test_a_replica_that_never_confirms_delays_the_reply_boundedly(
                         status.settings.model_copy(update={"publish_timeout_seconds": 0.5}))
     resource, cert = await issue(bank, 1)
     wall = datetime.now(UTC)
-    async with service.container.db.transaction() as conn:
-        await conn.execute(insert(status_replicas).values(
-            id="stuck-replica", host="elsewhere:1", acked_generation=0,
-            lease_until=wall + timedelta(seconds=60), started_at=wall))
+    await _other_replicas(service, wall, ("stuck-replica", timedelta(seconds=60)))
     started = time.perf_counter()
     revoked = await revoke(bank, resource["id"])
     assert 0.5 <= time.perf_counter() - started < 5
