@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -86,6 +87,17 @@ async def open_cluster(base: Path, template: Path, count: int,
     return Cluster(servers, data_dir, url, env, Inspector(url))
 
 
+@contextlib.asynccontextmanager
+async def running_cluster(base: Path, template: Path, count: int,
+                          **extra_env: str) -> AsyncIterator[Cluster]:
+    """:func:`open_cluster`, closed on the way out."""
+    cluster = await open_cluster(base, template, count, **extra_env)
+    try:
+        yield cluster
+    finally:
+        await close_cluster(cluster)
+
+
 async def close_cluster(cluster: Cluster) -> None:
     stop_all(cluster.servers)
     for bank in cluster.banks:
@@ -98,8 +110,5 @@ async def close_cluster(cluster: Cluster) -> None:
 async def replicas(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                    ) -> AsyncIterator[Cluster]:
     """Two `certcloud serve` processes on one database, for the whole module."""
-    cluster = await open_cluster(tmp_path_factory.mktemp("replicas"), server_template, 2)
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("replicas"), server_template, 2) as cluster:
         yield cluster
-    finally:
-        await close_cluster(cluster)

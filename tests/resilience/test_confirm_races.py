@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from app.domain.verification import MAX_WRONG_CODES
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster, report
+from tests.resilience.conftest import Cluster, report, running_cluster
 from tests.support.bank import Bank
 from tests.support.problems import assert_problem
 
@@ -31,11 +31,8 @@ RACING_CODES = 12
 @pytest.fixture(scope="module")
 async def server(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> AsyncIterator[Cluster]:
-    cluster = await open_cluster(tmp_path_factory.mktemp("confirms"), server_template, 1)
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("confirms"), server_template, 1) as cluster:
         yield cluster
-    finally:
-        await close_cluster(cluster)
 
 
 def _phone(n: int) -> str:

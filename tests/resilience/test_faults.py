@@ -27,7 +27,7 @@ from app.services.sweeper import sweep
 from app.settings import Settings
 from app.storage.db import Database, make_engine
 from app.storage.tables import certificates
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster, report
+from tests.resilience.conftest import Cluster, report, running_cluster
 from tests.resilience.pgcluster import PgCluster, postgres_bin
 from tests.support.app import BACKEND, FixedClock
 from tests.support.bank import Bank, issue_body, make_bank, remote_bank
@@ -71,11 +71,8 @@ async def _stored_rows_complete(inspector: Inspector) -> None:
 
 async def test_sigkill_mid_issuance_leaves_nothing_half_visible(
         server_template: Path, tmp_path: Path) -> None:
-    cluster = await open_cluster(tmp_path, server_template, 1)
-    try:
+    async with running_cluster(tmp_path, server_template, 1) as cluster:
         await _sigkill_scenario(cluster)
-    finally:
-        await close_cluster(cluster)
 
 
 async def _sigkill_scenario(cluster: Cluster) -> None:

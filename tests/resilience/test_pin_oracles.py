@@ -37,7 +37,7 @@ from app.services import csc
 from app.services.secrets import LocalChainKey, load_secrets
 from app.storage.idempotency import ReplyKeys
 from app.storage.ops_tables import audit_events, idempotency_keys
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster, report
+from tests.resilience.conftest import Cluster, report, running_cluster
 from tests.support.bank import Bank
 from tests.support.people import resident
 from tests.support.processes import settings_for
@@ -54,12 +54,9 @@ PIN_FIELDS = ("pin", "new_pin", "PIN", "OTP")  # the API contract's PIN-bearing 
 async def cluster(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[Cluster]:
     """One server at DEBUG, so that whatever it might log is in the attacker's hands."""
-    opened = await open_cluster(tmp_path_factory.mktemp("pin-oracles"), server_template, 1,
-                                CERTCLOUD_LOG_LEVEL="DEBUG")
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("pin-oracles"), server_template, 1,
+                               CERTCLOUD_LOG_LEVEL="DEBUG") as opened:
         yield opened
-    finally:
-        await close_cluster(opened)
 
 
 def found_encoded(secret: str, haystack: bytes) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from app.services.secrets import load_secrets
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster
+from tests.resilience.conftest import Cluster, running_cluster
 from tests.support.bank import Bank
 from tests.support.people import PIN, resident
 from tests.support.processes import settings_for
@@ -26,11 +26,8 @@ VICTIM_NEW_PIN = "730519"
 @pytest.fixture(scope="module")
 async def server(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> AsyncIterator[Cluster]:
-    cluster = await open_cluster(tmp_path_factory.mktemp("takeover"), server_template, 1)
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("takeover"), server_template, 1) as cluster:
         yield cluster
-    finally:
-        await close_cluster(cluster)
 
 
 async def _notices(bank: Bank, phone: str) -> list[dict[str, Any]]:

@@ -209,3 +209,16 @@ def recording(service: Service, caplog: pytest.LogCaptureFixture) -> Iterator[Re
     finally:
         root.removeHandler(handler)
         service.http.event_hooks["response"].remove(record)
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Wraps ``owner.name`` (for the test) so each call appends 1 to the returned list."""
+    calls: list[int] = []
+    real = getattr(owner, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls

@@ -18,7 +18,7 @@ from app.main import create_app
 from app.pki import crl as crl_pki
 from app.services.status import StatusService
 from app.storage.status_tables import crls
-from tests.support.app import Service
+from tests.support.app import Service, count_calls
 from tests.support.bank import Bank
 from tests.support.status import issue, ocsp_request, post_ocsp, revoke
 from tests.support.tools import pkilint
@@ -87,14 +87,7 @@ async def test_a_revocation_is_on_the_crl_when_the_revoke_call_replies(
 
 async def test_serving_never_builds(service: Service, bank: Bank,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    builds: list[int] = []
-    real = crl_pki.build_crl
-
-    def counting(*args: Any, **kwargs: Any) -> bytes:
-        builds.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(crl_pki, "build_crl", counting)
+    builds = count_calls(monkeypatch, crl_pki, "build_crl")
     first = await service.http.get("/crl")
     for _ in range(20):
         assert (await service.http.get("/crl")).content == first.content

@@ -23,7 +23,7 @@ from app.pki import ocsp as ocsp_pki
 from app.services.status import StatusService
 from app.storage.status_repository import StatusRepository
 from app.storage.status_tables import ocsp_responses
-from tests.support.app import Service
+from tests.support.app import Service, count_calls
 from tests.support.bank import Bank
 from tests.support.people import PIN, person
 from tests.support.status import OCSP_REQUEST, get_path, issue, ocsp_request, post_ocsp, revoke
@@ -53,15 +53,7 @@ def _check_signed(response: ocsp.OCSPResponse, service: Service) -> None:
 @pytest.fixture
 def signatures(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Counts OCSP response signatures."""
-    calls: list[int] = []
-    real = ocsp_pki.sign_response
-
-    def counting(*args: Any, **kwargs: Any) -> bytes:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ocsp_pki, "sign_response", counting)
-    yield calls
+    yield count_calls(monkeypatch, ocsp_pki, "sign_response")
 
 
 async def test_good_revoked_unknown_and_nonce(service: Service, bank: Bank) -> None:
