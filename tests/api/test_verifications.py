@@ -338,7 +338,7 @@ async def test_ars_keypad_flow(service: Service, bank: Bank) -> None:
     assert issued.status_code == 201, issued.text
 
 
-async def test_ars_keypad_expiry_and_wrongdigits_as(service: Service, bank: Bank) -> None:
+async def test_ars_keypad_expiry_and_wrong_digits(service: Service, bank: Bank) -> None:
     phone = person(1)["phone"]
     verification = await bank.start_verification(phone, channel="ars")
     display = verification["display_code"]

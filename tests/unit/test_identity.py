@@ -31,7 +31,7 @@ def _rrn_error(value: object, today: date = TODAY) -> InvalidInput:
 
 
 @pytest.mark.parametrize("value", ["900101-1234567", "9001011234567"])
-def test_rrn_with_or_without_dash_gives_the_samedigits_as(value: str) -> None:
+def test_rrn_with_or_without_dash_gives_the_same_digits(value: str) -> None:
     rrn = parse_rrn(value, today=TODAY)
     assert rrn.digits == "9001011234567"
     assert rrn.birth_date == date(1990, 1, 1)
@@ -254,7 +254,7 @@ def test_ordinary_names_pass_unchanged(name: str) -> None:
                                  "\uff19\uff10\uff12\uff17\uff11\uff14",  # fullwidth
                                  "\u0669\u0660\u0662\u0667\u0661\u0664",  # Arabic-Indic
                                  None, 902714])
-def test_a_pin_tried_must_be_six_asciidigits_as(pin: object) -> None:
+def test_a_pin_tried_must_be_six_ascii_digits(pin: object) -> None:
     with pytest.raises(InvalidInput) as refused:
         check_pin_format(pin)
     assert refused.value.code == "pin_malformed"
