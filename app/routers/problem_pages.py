@@ -24,7 +24,7 @@ _PAGE = """<!doctype html>
 <style>
 body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
        padding: 0 1rem; color: #1b1f24; }}
-h1 {{ font-size: 1.6rem; margin-bottom: .2rem; }}
+h1 {{ font-size: 1.6rem; margin-bottom: .2rem; overflow-wrap: anywhere; }}
 .status {{ color: #5a6270; margin-top: 0; }}
 code, pre {{ font-family: ui-monospace, monospace; background: #f3f5f8; border-radius: 4px; }}
 code {{ padding: .1rem .3rem; }}

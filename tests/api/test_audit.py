@@ -10,7 +10,9 @@ from sqlalchemy import delete, update
 from app.services import audit
 from app.storage.audit_log import AuditLog
 from app.storage.ops_tables import audit_events
-from tests.conftest import Bank, Service, make_bank, person
+from tests.support.app import Service
+from tests.support.bank import Bank, make_bank
+from tests.support.people import PIN, person
 
 
 async def _verify(service: Service) -> audit.ChainReport:
@@ -22,7 +24,7 @@ async def _lifecycle(bank: Bank) -> dict[str, str]:
     holder = person(51)
     cert = (await bank.issue(holder)).json()
     await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": "000000", "new_pin": "417093"})
-    await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": "902714", "new_pin": "417093"})
+    await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": PIN, "new_pin": "417093"})
     await bank.post(f"/v1/certificates/{cert['id']}/revoke", {"pin": "417093"})
     return dict(cert)
 
@@ -44,7 +46,7 @@ async def test_lifecycle_is_audited_and_the_chain_verifies(service: Service, ban
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert all(e["prev_hash"] == p["hash"] for p, e in pairwise(events))
     text = json.dumps(events)
-    assert "902714" not in text and "417093" not in text and "1000051" not in text
+    assert PIN not in text and "417093" not in text and "1000051" not in text
 
     first = await operator.get("/v1/audit", params={"limit": 2})
     assert first.json()["next_after"] == 2

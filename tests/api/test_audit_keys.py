@@ -21,7 +21,9 @@ from app.services import audit, audit_checkpoint
 from app.services.secrets import LEGACY_AUDIT_KEY_ID, AuditKeys, ChainKey, LocalChainKey
 from app.storage.audit_log import AuditLog
 from app.storage.ops_tables import audit_events, audit_head
-from tests.conftest import Bank, Service, person
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.people import person
 
 
 def _keys(service: Service) -> AuditKeys:

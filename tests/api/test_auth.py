@@ -11,9 +11,11 @@ import httpx
 from jose import jwt
 
 from app.services.auth import BANK_SCOPES, Scope
-from tests.conftest import Bank, Service, make_bank, person
+from tests.support.app import Service
+from tests.support.bank import Bank, make_bank
+from tests.support.people import PIN, person
+from tests.support.problems import assert_problem
 
-PROBLEM = "application/problem+json"
 TOKEN = "/oauth2/token"
 GRANT = {"grant_type": "client_credentials"}
 ANY_ID = "00000000-0000-0000-0000-000000000000"
@@ -26,25 +28,16 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("POST", "/v1/certificates", {
         "verification_id": ANY_ID, "person": person(1), "terms_accepted": True,
         "bank_checks": {"account_password_verified": True, "contact_confirmed": True},
-        "pin": "902714"}, Scope.ISSUE),
+        "pin": PIN}, Scope.ISSUE),
     ("POST", f"/v1/certificates/{ANY_ID}/reissue",
-     {"verification_id": ANY_ID, "pin": "902714"}, Scope.ISSUE),
+     {"verification_id": ANY_ID, "pin": PIN}, Scope.ISSUE),
     ("POST", f"/v1/certificates/{ANY_ID}/unlock", {"verification_id": ANY_ID}, Scope.ISSUE),
     ("GET", f"/v1/certificates/{ANY_ID}", None, Scope.READ),
     ("POST", "/v1/certificates/lookup", {"rrn": "900101-1234567"}, Scope.READ),
-    ("POST", f"/v1/certificates/{ANY_ID}/pin", {"pin": "902714", "new_pin": "417093"},
+    ("POST", f"/v1/certificates/{ANY_ID}/pin", {"pin": PIN, "new_pin": "417093"},
      Scope.SIGN),
-    ("POST", f"/v1/certificates/{ANY_ID}/revoke", {"pin": "902714"}, Scope.REVOKE),
+    ("POST", f"/v1/certificates/{ANY_ID}/revoke", {"pin": PIN}, Scope.REVOKE),
 ]
-
-
-def _problem(reply: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert reply.status_code == status, reply.text
-    assert reply.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = reply.json()
-    assert {"type", "title", "status", "detail", "code"} <= body.keys()
-    assert body["status"] == status and body["code"] == code, body
-    return body
 
 
 def _oauth_error(reply: httpx.Response, status: int, error: str) -> None:
@@ -113,7 +106,7 @@ async def test_token_by_basic_and_by_form_fields(service: Service) -> None:
         assert set(body["scope"].split()) == {s.value for s in BANK_SCOPES}
         got = await service.http.get(f"/v1/verifications/{ANY_ID}",
                                      headers={"Authorization": f"Bearer {body['access_token']}"})
-        _problem(got, 404, "verification_not_found")  # authenticated, the id is unknown
+        assert_problem(got, 404, "verification_not_found")  # authenticated, the id is unknown
 
 
 async def test_token_refuses_bad_client_credentials(service: Service) -> None:
@@ -184,11 +177,11 @@ async def test_token_scope_narrowing_and_bad_scopes(service: Service) -> None:
                                      headers=auth)
     assert narrow.status_code == 200 and narrow.json()["scope"] == "certificates:read"
     token = {"Authorization": f"Bearer {narrow.json()['access_token']}"}
-    _problem(await service.http.post("/v1/verifications", headers=token,
+    assert_problem(await service.http.post("/v1/verifications", headers=token,
                                      json={"phone": "+821055550001", "channel": "sms"}),
-             403, "scope_missing")
-    _problem(await service.http.get(f"/v1/certificates/{ANY_ID}", headers=token), 404,
-             "certificate_not_found")
+                   403, "scope_missing")
+    assert_problem(await service.http.get(f"/v1/certificates/{ANY_ID}", headers=token), 404,
+                   "certificate_not_found")
     for scope in ("audit:read", "certificates:read audit:read", "admin", "certificates:*",
                   "CERTIFICATES:READ"):
         _oauth_error(await service.http.post(TOKEN, data={**GRANT, "scope": scope},
@@ -200,7 +193,7 @@ async def test_client_with_chosen_scopes_gets_only_those(service: Service) -> No
     reply = await service.http.post(TOKEN, data={**GRANT, "scope": "certificates:issue"},
                                     auth=(reader.client_id, reader.client_secret))
     _oauth_error(reply, 400, "invalid_scope")
-    _problem(await reader.post("/v1/verifications", {"phone": "+821055550001",
+    assert_problem(await reader.post("/v1/verifications", {"phone": "+821055550001",
                                                      "channel": "sms"}), 403, "scope_missing")
 
 
@@ -209,9 +202,9 @@ async def test_disabled_client_loses_its_tokens(service: Service, bank: Bank) ->
     assert (await bank.post("/v1/verifications", {"phone": phone, "channel": "sms"})
             ).status_code == 201
     await service.container.auth.set_disabled(bank.client_id, True)
-    _problem(await bank.post("/v1/verifications", {"phone": phone, "channel": "sms"}), 401,
-             "client_disabled")
-    _problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 401, "client_disabled")
+    assert_problem(await bank.post("/v1/verifications", {"phone": phone, "channel": "sms"}), 401,
+                   "client_disabled")
+    assert_problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 401, "client_disabled")
     _oauth_error(await service.http.post(TOKEN, data=GRANT,
                                          auth=(bank.client_id, bank.client_secret)),
                  401, "invalid_client")
@@ -223,15 +216,15 @@ async def test_disabled_client_loses_its_tokens(service: Service, bank: Bank) ->
 async def test_token_expires_by_the_service_clock(service: Service, bank: Bank) -> None:
     ttl = service.settings.oauth.token_ttl_seconds
     service.clock.advance(timedelta(seconds=ttl - 1))
-    _problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 404, "certificate_not_found")
+    assert_problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 404, "certificate_not_found")
     service.clock.advance(timedelta(seconds=1))
-    body = _problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 401, "token_invalid")
+    body = assert_problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 401, "token_invalid")
     assert "traceback" not in json.dumps(body).lower()
 
 
 async def test_token_not_yet_valid_is_refused(service: Service, bank: Bank) -> None:
     service.clock.advance(timedelta(seconds=-10))
-    _problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 401, "token_invalid")
+    assert_problem(await bank.get(f"/v1/certificates/{ANY_ID}"), 401, "token_invalid")
 
 
 async def test_forged_tokens_are_refused(service: Service, bank: Bank) -> None:
@@ -282,18 +275,18 @@ async def test_each_route_401_without_a_token_403_without_its_scope(service: Ser
                         {"Authorization": "Token abc"}):
             reply = await _call(service.http, method, path, body, headers)
             assert reply.status_code == 401, (route, headers, reply.text)
-            _problem(reply, 401, "token_missing")
+            assert_problem(reply, 401, "token_missing")
             assert reply.headers["www-authenticate"] == "Bearer"
         reply = await _call(service.http, method, path, body,
                             {"Authorization": "Bearer not-a-token"})
-        _problem(reply, 401, "token_invalid")
+        assert_problem(reply, 401, "token_invalid")
 
         for granted, bank in only.items():
             reply = await _call(service.http, method, path, body, bank.headers)
             if granted == scope:
                 assert reply.status_code not in (401, 403), (route, reply.text)
             else:
-                problem = _problem(reply, 403, "scope_missing")
+                problem = assert_problem(reply, 403, "scope_missing")
                 assert scope in problem["detail"], (route, problem)
 
 
@@ -307,7 +300,7 @@ async def test_bearer_scheme_is_case_insensitive(service: Service, bank: Bank) -
     for scheme in ("bearer", "BEARER"):
         reply = await service.http.get(f"/v1/certificates/{ANY_ID}",
                                        headers={"Authorization": f"{scheme} {bank.token}"})
-        _problem(reply, 404, "certificate_not_found")
+        assert_problem(reply, 404, "certificate_not_found")
 
 
 async def test_time_claims_that_are_not_integers_are_refused(service: Service,
@@ -322,15 +315,15 @@ async def test_time_claims_that_are_not_integers_are_refused(service: Service,
             token = _signed(service, _claims(service, bank.client_id, **{claim: value}))
             reply = await service.http.get(f"/v1/certificates/{ANY_ID}",
                                            headers={"Authorization": f"Bearer {token}"})
-            body = _problem(reply, 401, "token_invalid")
+            body = assert_problem(reply, 401, "token_invalid")
             assert reply.headers["www-authenticate"] == "Bearer", (claim, value)
             assert "traceback" not in json.dumps(body).lower()
         missing = _signed(service, {k: v for k, v in _claims(service, bank.client_id).items()
                                     if k != claim})
-        _problem(await service.http.get(f"/v1/certificates/{ANY_ID}",
+        assert_problem(await service.http.get(f"/v1/certificates/{ANY_ID}",
                                         headers={"Authorization": f"Bearer {missing}"}),
-                 401, "token_invalid")
+                       401, "token_invalid")
     fine = _signed(service, _claims(service, bank.client_id))
-    _problem(await service.http.get(f"/v1/certificates/{ANY_ID}",
+    assert_problem(await service.http.get(f"/v1/certificates/{ANY_ID}",
                                     headers={"Authorization": f"Bearer {fine}"}),
-             404, "certificate_not_found")
+                   404, "certificate_not_found")

@@ -10,35 +10,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.settings import Settings
 from app.storage.tables import certificates, persons, verifications
-from tests.conftest import Bank, Service, issue_body, make_bank, person
+from tests.support.app import Service
+from tests.support.bank import Bank, issue_body, make_bank
+from tests.support.people import PIN, digits_as, person
+from tests.support.problems import assert_problem
 
-PROBLEM = "application/problem+json"
-PIN = "902714"
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
-
-
-def _digits(ascii_digits: str, zero: int) -> str:
-    """The same number in another script's digits (0xFF10 fullwidth, 0x0660 Arabic-Indic,
-    0x0966 Devanagari): str.isdigit() and int() take them, an ASCII-only rule must not."""
-    return "".join(chr(zero + int(c)) if c.isdigit() else c for c in ascii_digits)
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """These tests start many verifications for one phone; the abuse limits have their own
-    tests and would only get in the way here."""
-    return settings.model_copy(update={"limits": settings.limits.model_copy(update={
-        "verifications_per_phone_per_10_minutes": 1000, "wrong_codes_per_phone_per_hour": 1000})})
-
-
-def _problem(reply: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert reply.status_code == status, reply.text
-    assert reply.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = reply.json()
-    assert body["status"] == status and body["code"] == code, body
-    return body
 
 
 def _echo(problem: dict[str, Any]) -> str:
@@ -103,13 +81,13 @@ async def test_issue_needs_the_terms_accepted(service: Service, bank: Bank) -> N
     holder = person(1)
     verification_id = await bank.verified(holder["phone"])
     body = issue_body(holder, verification_id, PIN)
-    _problem(await bank.post("/v1/certificates", {**body, "terms_accepted": False}), 422,
-             "terms_not_accepted")
+    assert_problem(await bank.post("/v1/certificates", {**body, "terms_accepted": False}), 422,
+                   "terms_not_accepted")
     for bad in ("true", 1, None):
-        _problem(await bank.post("/v1/certificates", {**body, "terms_accepted": bad}), 422,
-                 "invalid_request")
+        assert_problem(await bank.post("/v1/certificates", {**body, "terms_accepted": bad}), 422,
+                       "invalid_request")
     missing = {k: v for k, v in body.items() if k != "terms_accepted"}
-    _problem(await bank.post("/v1/certificates", missing), 422, "invalid_request")
+    assert_problem(await bank.post("/v1/certificates", missing), 422, "invalid_request")
     await _assert_nothing_issued(service, bank, verification_id)
     assert (await bank.post("/v1/certificates", body)).status_code == 201
 
@@ -121,7 +99,7 @@ async def test_issue_needs_both_bank_checks(service: Service, bank: Bank) -> Non
                    {"account_password_verified": True, "contact_confirmed": False},
                    {"account_password_verified": False, "contact_confirmed": False}):
         body = {**issue_body(holder, verification_id, PIN), "bank_checks": checks}
-        _problem(await bank.post("/v1/certificates", body), 422, "bank_checks_incomplete")
+        assert_problem(await bank.post("/v1/certificates", body), 422, "bank_checks_incomplete")
     await _assert_nothing_issued(service, bank, verification_id)
 
 
@@ -132,8 +110,8 @@ async def test_issue_refuses_malformed_bank_checks(service: Service, bank: Bank)
     for checks in ({}, {"account_password_verified": True}, None, True,
                    {"account_password_verified": "true", "contact_confirmed": True},
                    {"account_password_verified": 1, "contact_confirmed": 1}):
-        _problem(await bank.post("/v1/certificates", {**body, "bank_checks": checks}), 422,
-                 "invalid_request")
+        assert_problem(await bank.post("/v1/certificates", {**body, "bank_checks": checks}), 422,
+                       "invalid_request")
     await _assert_nothing_issued(service, bank, verification_id)
 
 
@@ -145,11 +123,11 @@ async def test_issue_refuses_a_bad_rrn(service: Service, bank: Bank) -> None:
     verification_id = await bank.verified(holder["phone"])
     for rrn in ("900101-123456", "90010112345678", "901301-1234567", "900230-1234567",
                 "000229-1234567", "261126-3234567", "900101-X234567",
-                _digits("900101", 0xFF10) + "-1234567",
+                digits_as("900101", 0xFF10) + "-1234567",
                 "900101 1234567", ""):
         reply = await bank.post("/v1/certificates",
                                 issue_body({**holder, "rrn": rrn}, verification_id, PIN))
-        body = _problem(reply, 422, "rrn_invalid")
+        body = assert_problem(reply, 422, "rrn_invalid")
         assert not rrn or rrn[:6] not in _echo(body)  # the number is never echoed
     await _assert_nothing_issued(service, bank, verification_id)
 
@@ -160,7 +138,7 @@ async def test_issue_refuses_a_non_string_or_long_rrn(service: Service, bank: Ba
     for rrn in (9001011234567, None, "9" * 15):
         body = {**issue_body(holder, verification_id, PIN), "person": {**holder, "rrn": rrn}}
         reply = await bank.post("/v1/certificates", body)
-        _problem(reply, 422, "invalid_request")
+        assert_problem(reply, 422, "invalid_request")
         assert "9001011234567" not in reply.text and "9" * 15 not in reply.text
     await _assert_nothing_issued(service, bank, verification_id)
 
@@ -176,11 +154,11 @@ async def test_issue_refuses_a_weak_or_malformed_pin(service: Service, bank: Ban
         ("550101", "pin_weak"),  # MMDD inside
         ("12345", "pin_format"), ("1234567", "pin_format"), ("90271a", "pin_format"),
         ("", "pin_format"), ("902714\n", "pin_format"),
-        (_digits("902714", 0xFF10), "pin_format"),
+        (digits_as(PIN, 0xFF10), "pin_format"),
         (" 90271", "pin_format"),
     ]:
-        body = _problem(await bank.issue(holder, pin=pin, verification_id=verification_id),
-                        422, code)
+        body = assert_problem(await bank.issue(holder, pin=pin, verification_id=verification_id),
+                              422, code)
         assert not pin.strip() or pin.strip() not in _echo(body)
     await _assert_nothing_issued(service, bank, verification_id)
 
@@ -188,9 +166,9 @@ async def test_issue_refuses_a_weak_or_malformed_pin(service: Service, bank: Ban
 async def test_issue_refuses_a_pin_of_the_wrong_type(service: Service, bank: Bank) -> None:
     holder = person(1)
     verification_id = await bank.verified(holder["phone"])
-    for pin in (902714, 902714.0, None, ["902714"], {"pin": "902714"}):
+    for pin in (902714, 902714.0, None, [PIN], {"pin": PIN}):
         body = {**issue_body(holder, verification_id, PIN), "pin": pin}
-        _problem(await bank.post("/v1/certificates", body), 422, "invalid_request")
+        assert_problem(await bank.post("/v1/certificates", body), 422, "invalid_request")
     await _assert_nothing_issued(service, bank, verification_id)
 
 
@@ -203,9 +181,9 @@ async def test_issue_refuses_bad_person_fields(service: Service, bank: Bank) -> 
                           ({"name": "가" * 101}, "invalid_request")]:
         reply = await bank.post("/v1/certificates",
                                 issue_body({**holder, **changes}, verification_id, PIN))
-        _problem(reply, 422, code)
+        assert_problem(reply, 422, code)
     without_email = {k: v for k, v in holder.items() if k != "email"}
-    _problem(await bank.post("/v1/certificates", issue_body(without_email, verification_id,
+    assert_problem(await bank.post("/v1/certificates", issue_body(without_email, verification_id,
                                                             PIN)), 422, "invalid_request")
     await _assert_nothing_issued(service, bank, verification_id)
 
@@ -237,7 +215,7 @@ async def test_issue_refuses_a_name_too_long_for_a_certificate(service: Service,
     holder = {**person(1), "name": "가" * 22}  # 22 characters, 66 bytes of UTF-8
     verification_id = await bank.verified(holder["phone"])
     reply = await bank.issue(holder, verification_id=verification_id)
-    _problem(reply, 422, "invalid_request")
+    assert_problem(reply, 422, "invalid_request")
     await _assert_nothing_issued(service, bank, verification_id)
 
 
@@ -247,7 +225,7 @@ async def test_issue_refuses_nul_characters(service: Service, bank: Bank) -> Non
     for changes in ({"name": "홍\x00길동"}, {"email": "a\x00b@example.com"}):
         reply = await bank.post("/v1/certificates",
                                 issue_body({**holder, **changes}, verification_id, PIN))
-        _problem(reply, 422, "invalid_request")
+        assert_problem(reply, 422, "invalid_request")
     await _assert_nothing_issued(service, bank, verification_id)
 
 
@@ -274,7 +252,7 @@ async def test_issue_refuses_invisible_and_control_characters_in_the_name(
     for what, name in INVISIBLE_NAMES.items():
         reply = await bank.post("/v1/certificates",
                                 issue_body({**holder, "name": name}, verification_id, PIN))
-        problem = _problem(reply, 422, "name_invalid")
+        problem = assert_problem(reply, 422, "name_invalid")
         assert name.strip() == "" or name not in problem["detail"], what
     await _assert_nothing_issued(service, bank, verification_id)
 
@@ -322,14 +300,14 @@ async def test_reissue_unlock_revoke_need_a_matching_verification(service: Servi
         body: dict[str, Any] = {"verification_id": verification_id}
         if action == "reissue":
             body["pin"] = "417093"
-        _problem(await bank.post(f"/v1/certificates/{cert['id']}/{action}", body), 409, code)
+        assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/{action}", body), 409, code)
         assert await _verification_status(service, verification_id) == "verified"
 
     unconfirmed = await bank.start_verification(holder["phone"], "revoke")
-    _problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke",
+    assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke",
                              {"verification_id": unconfirmed["id"]}), 409,
-             "verification_unconfirmed")
-    _problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke",
+                   "verification_unconfirmed")
+    assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke",
                              {"verification_id": UNKNOWN_ID}), 404, "verification_not_found")
 
     used = await bank.verified(holder["phone"], None)
@@ -337,16 +315,16 @@ async def test_reissue_unlock_revoke_need_a_matching_verification(service: Servi
                             {"verification_id": used})).status_code == 200
     for action in ("reissue", "unlock", "revoke"):
         body = {"verification_id": used, **({"pin": "417093"} if action == "reissue" else {})}
-        _problem(await bank.post(f"/v1/certificates/{cert['id']}/{action}", body), 409,
-                 "verification_used")
+        assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/{action}", body), 409,
+                       "verification_used")
 
     stale = await bank.verified(holder["phone"], None)
     service.clock.advance(timedelta(minutes=10))
     await _refresh_token(bank)
     for action in ("reissue", "unlock", "revoke"):
         body = {"verification_id": stale, **({"pin": "417093"} if action == "reissue" else {})}
-        _problem(await bank.post(f"/v1/certificates/{cert['id']}/{action}", body), 409,
-                 "verification_expired")
+        assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/{action}", body), 409,
+                       "verification_expired")
 
     after = await _cert(bank, cert["id"])
     assert after["status"] == "active" and after["revoked_at"] is None
@@ -366,9 +344,9 @@ async def test_reissue_from_a_superseded_certificate_is_refused(service: Service
     assert second.status_code == 201, second.text
 
     again = await bank.verified(holder["phone"], "reissue")
-    _problem(await bank.post(f"/v1/certificates/{first['id']}/reissue",
+    assert_problem(await bank.post(f"/v1/certificates/{first['id']}/reissue",
                              {"verification_id": again, "pin": "583920"}), 409,
-             "certificate_superseded")
+                   "certificate_superseded")
     assert await _verification_status(service, again) == "verified"
     assert await _count(service, certificates) == 2
     assert (await _cert(bank, second.json()["id"]))["status"] == "active"
@@ -384,9 +362,9 @@ async def test_reissue_from_one_superseded_by_a_new_issuance_is_refused(service:
     first = await _issued(bank, holder)
     await _issued(bank, holder, "417093")
     proof = await bank.verified(holder["phone"], "reissue")
-    _problem(await bank.post(f"/v1/certificates/{first['id']}/reissue",
+    assert_problem(await bank.post(f"/v1/certificates/{first['id']}/reissue",
                              {"verification_id": proof, "pin": "583920"}), 409,
-             "certificate_superseded")
+                   "certificate_superseded")
     assert await _verification_status(service, proof) == "verified"
 
 
@@ -401,7 +379,7 @@ async def test_reissue_from_an_older_revoked_certificate_is_refused(service: Ser
     proof = await bank.verified(holder["phone"], "reissue")
     reply = await bank.post(f"/v1/certificates/{first['id']}/reissue",
                             {"verification_id": proof, "pin": "583920"})
-    _problem(reply, 409, "certificate_superseded")
+    assert_problem(reply, 409, "certificate_superseded")
     assert (await _cert(bank, newer["id"]))["status"] == "active"
 
 
@@ -412,7 +390,7 @@ async def test_reissue_refuses_a_weak_pin_and_keeps_the_verification(service: Se
     proof = await bank.verified(holder["phone"], "reissue")
     for pin, code in (("123456", "pin_weak"), ("900101", "pin_weak"), ("0101", "pin_format"),
                       ("550101", "pin_weak")):
-        _problem(await bank.post(f"/v1/certificates/{cert['id']}/reissue",
+        assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/reissue",
                                  {"verification_id": proof, "pin": pin}), 422, code)
     assert await _verification_status(service, proof) == "verified"
     assert await _count(service, certificates) == 1
@@ -443,16 +421,16 @@ async def test_lockout_by_wrong_pins_then_unlock_keeps_the_pin(service: Service,
     holder = person(1)
     cert = await _issued(bank, holder)
     for remaining in (4, 3, 2, 1, 0):
-        body = _problem(await _change_pin(bank, cert["id"], "417093", "583920"), 403,
-                        "pin_invalid")
+        body = assert_problem(await _change_pin(bank, cert["id"], "417093", "583920"), 403,
+                              "pin_invalid")
         assert body["remaining_attempts"] == remaining
     state = await _cert(bank, cert["id"])
     assert state["locked"] is True and state["remaining_pin_attempts"] == 0
     # Locked: even the right PIN is refused, and counts nothing more.
-    body = _problem(await _change_pin(bank, cert["id"], PIN, "583920"), 423, "pin_locked")
+    body = assert_problem(await _change_pin(bank, cert["id"], PIN, "583920"), 423, "pin_locked")
     assert body["remaining_attempts"] == 0
-    _problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke", {"pin": PIN}), 423,
-             "pin_locked")
+    assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke", {"pin": PIN}), 423,
+                   "pin_locked")
     key_before = await _wrapped_key(service, cert["id"])
 
     proof = await bank.verified(holder["phone"], "unlock")
@@ -464,14 +442,14 @@ async def test_lockout_by_wrong_pins_then_unlock_keeps_the_pin(service: Service,
     assert await _verification_status(service, proof) == "used"
     assert await _wrapped_key(service, cert["id"]) == key_before  # the PIN stays
 
-    _problem(await _change_pin(bank, cert["id"], "417093", "583920"), 403, "pin_invalid")
+    assert_problem(await _change_pin(bank, cert["id"], "417093", "583920"), 403, "pin_invalid")
     assert (await _change_pin(bank, cert["id"], PIN, "583920")).status_code == 200
 
 
 async def test_a_right_pin_resets_the_count(service: Service, bank: Bank) -> None:
     cert = await _issued(bank, person(1))
     for _ in range(4):
-        _problem(await _change_pin(bank, cert["id"], "417093", "583920"), 403, "pin_invalid")
+        assert_problem(await _change_pin(bank, cert["id"], "417093", "583920"), 403, "pin_invalid")
     assert (await _cert(bank, cert["id"]))["remaining_pin_attempts"] == 1
     assert (await _change_pin(bank, cert["id"], PIN, "583920")).status_code == 200
     state = await _cert(bank, cert["id"])
@@ -485,7 +463,7 @@ async def test_unlock_of_a_revoked_certificate_keeps_the_verification(service: S
     assert (await bank.post(f"/v1/certificates/{cert['id']}/revoke",
                             {"pin": PIN})).status_code == 200
     proof = await bank.verified(holder["phone"], "unlock")
-    _problem(await bank.post(f"/v1/certificates/{cert['id']}/unlock",
+    assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/unlock",
                              {"verification_id": proof}), 409, "certificate_revoked")
     assert await _verification_status(service, proof) == "verified"
 
@@ -500,11 +478,11 @@ async def test_pin_change_rules(service: Service, bank: Bank) -> None:
                           ("900101", "pin_weak"), ("010190", "pin_weak"),
                           ("12345", "pin_format"), ("abcdef", "pin_format"),
                           ("902714\n", "pin_format"), (PIN, "pin_unchanged")):
-        _problem(await _change_pin(bank, cert["id"], PIN, new_pin), 422, code)
+        assert_problem(await _change_pin(bank, cert["id"], PIN, new_pin), 422, code)
     for body in ({"pin": PIN}, {"new_pin": "417093"}, {"pin": 902714, "new_pin": "417093"},
                  {"pin": PIN, "new_pin": 417093}):
-        _problem(await bank.post(f"/v1/certificates/{cert['id']}/pin", body), 422,
-                 "invalid_request")
+        assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/pin", body), 422,
+                       "invalid_request")
     # None of these checked the PIN, so none counted as a try; the key is untouched.
     state = await _cert(bank, cert["id"])
     assert state["remaining_pin_attempts"] == 5
@@ -515,7 +493,7 @@ async def test_pin_change_rules(service: Service, bank: Bank) -> None:
     assert changed.json()["serial"] == cert["serial"]  # same certificate, same key
     assert changed.json()["certificate_pem"] == cert["certificate_pem"]
     assert await _wrapped_key(service, cert["id"]) != key_before
-    _problem(await _change_pin(bank, cert["id"], PIN, "583920"), 403, "pin_invalid")
+    assert_problem(await _change_pin(bank, cert["id"], PIN, "583920"), 403, "pin_invalid")
     assert (await _change_pin(bank, cert["id"], "417093", "583920")).status_code == 200
 
 
@@ -524,15 +502,16 @@ async def test_pin_change_on_a_revoked_or_expired_certificate(service: Service,
     revoked = await _issued(bank, person(1))
     assert (await bank.post(f"/v1/certificates/{revoked['id']}/revoke",
                             {"pin": PIN})).status_code == 200
-    _problem(await _change_pin(bank, revoked["id"], PIN, "417093"), 409, "certificate_revoked")
+    assert_problem(await _change_pin(bank, revoked["id"], PIN, "417093"), 409,
+                   "certificate_revoked")
 
     old = await _issued(bank, person(2))
     service.clock.advance(timedelta(days=3 * 365))
     await _refresh_token(bank)
     assert (await _cert(bank, old["id"]))["status"] == "expired"
-    _problem(await _change_pin(bank, old["id"], PIN, "417093"), 409, "certificate_expired")
+    assert_problem(await _change_pin(bank, old["id"], PIN, "417093"), 409, "certificate_expired")
     proof = await bank.verified(person(2)["phone"], "unlock")
-    _problem(await bank.post(f"/v1/certificates/{old['id']}/unlock",
+    assert_problem(await bank.post(f"/v1/certificates/{old['id']}/unlock",
                              {"verification_id": proof}), 409, "certificate_expired")
     assert await _verification_status(service, proof) == "verified"
     async with service.container.db.transaction(write=False) as conn:
@@ -549,8 +528,8 @@ async def test_revoke_needs_exactly_one_proof(service: Service, bank: Bank) -> N
     proof = await bank.verified(holder["phone"], "revoke")
     for body in ({}, {"reason": "key_compromise"}, {"pin": None, "verification_id": None},
                  {"pin": PIN, "verification_id": proof}):
-        _problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke", body), 422,
-                 "proof_required")
+        assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke", body), 422,
+                       "proof_required")
     state = await _cert(bank, cert["id"])
     assert state["status"] == "active" and state["remaining_pin_attempts"] == 5
     assert await _verification_status(service, proof) == "verified"
@@ -571,9 +550,9 @@ async def test_revoke_refuses_unknown_reasons(service: Service, bank: Bank) -> N
 async def test_revoke_with_a_wrong_pin_counts_and_revokes_nothing(service: Service,
                                                                  bank: Bank) -> None:
     cert = await _issued(bank, person(1))
-    body = _problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke",
+    body = assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke",
                                     {"pin": "417093", "reason": "key_compromise"}), 403,
-                    "pin_invalid")
+                          "pin_invalid")
     assert body["remaining_attempts"] == 4
     state = await _cert(bank, cert["id"])
     assert state["status"] == "active" and state["revoked_at"] is None
@@ -587,8 +566,8 @@ async def test_locked_certificate_is_revoked_by_verification(service: Service,
     cert = await _issued(bank, holder)
     for _ in range(5):
         await bank.post(f"/v1/certificates/{cert['id']}/revoke", {"pin": "417093"})
-    _problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke", {"pin": PIN}), 423,
-             "pin_locked")
+    assert_problem(await bank.post(f"/v1/certificates/{cert['id']}/revoke", {"pin": PIN}), 423,
+                   "pin_locked")
     proof = await bank.verified(holder["phone"], "revoke")
     revoked = await bank.post(f"/v1/certificates/{cert['id']}/revoke",
                               {"verification_id": proof, "reason": "key_compromise"})
@@ -611,11 +590,11 @@ async def test_unknown_certificate_ids_are_404(service: Service, bank: Bank) -> 
         ("revoke", {"verification_id": proof}),
     ]
     for certificate_id in (UNKNOWN_ID, UNKNOWN_ID.upper(), "nope", "x" * 200, "%20"):
-        _problem(await bank.get(f"/v1/certificates/{certificate_id}"), 404,
-                 "certificate_not_found")
+        assert_problem(await bank.get(f"/v1/certificates/{certificate_id}"), 404,
+                       "certificate_not_found")
         for action, body in calls:
-            _problem(await bank.post(f"/v1/certificates/{certificate_id}/{action}", body), 404,
-                     "certificate_not_found")
+            assert_problem(await bank.post(f"/v1/certificates/{certificate_id}/{action}", body),
+                           404, "certificate_not_found")
     assert await _verification_status(service, proof) == "verified"
 
 
@@ -632,10 +611,10 @@ async def test_lookup(service: Service, bank: Bank) -> None:
 
 async def test_lookup_refuses_a_bad_rrn(service: Service, bank: Bank) -> None:
     for rrn in ("900101-123456", "901301-1234567", "261126-3234567", "abc", "",
-                _digits("900101", 0xFF10) + "-1234567"):
-        body = _problem(await bank.post("/v1/certificates/lookup", {"rrn": rrn}), 422,
-                        "rrn_invalid")
+                digits_as("900101", 0xFF10) + "-1234567"):
+        body = assert_problem(await bank.post("/v1/certificates/lookup", {"rrn": rrn}), 422,
+                              "rrn_invalid")
         assert "123456" not in body["detail"]
     for payload in ({}, {"rrn": 9001011234567}, {"rrn": "9" * 15}, {"rrn": None}):
-        _problem(await bank.post("/v1/certificates/lookup", payload), 422, "invalid_request")
-    _problem(await bank.get("/v1/certificates/lookup"), 404, "certificate_not_found")
+        assert_problem(await bank.post("/v1/certificates/lookup", payload), 422, "invalid_request")
+    assert_problem(await bank.get("/v1/certificates/lookup"), 404, "certificate_not_found")

@@ -11,34 +11,13 @@ import httpx
 from sqlalchemy import func, select
 
 from app.storage.tables import certificates, persons, verifications
-from tests.conftest import Bank, Service, issue_body, person
+from tests.support.app import Service
+from tests.support.bank import Bank, issue_body
+from tests.support.people import PIN, person
+from tests.support.problems import assert_problem
 
-PROBLEM = "application/problem+json"
 LIMIT = 64 * 1024
 ANY_ID = "00000000-0000-0000-0000-000000000000"
-PUBLIC_BASE_URL = "http://certcloud.test"  # tests/conftest.py make_settings
-
-
-def _problem(reply: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """A well-formed RFC 9457 problem: the media type, the five members, no internals."""
-    assert reply.status_code == status, reply.text
-    assert reply.headers["content-type"].split(";")[0].strip() == PROBLEM, reply.headers
-    body: dict[str, Any] = reply.json()
-    assert isinstance(body, dict)
-    assert {"type", "title", "status", "detail", "code"} <= body.keys(), body
-    assert body["status"] == status
-    # An absolute URI under the public base URL: the app's own page explaining the code.
-    assert body["type"] == f"{PUBLIC_BASE_URL}/problems/{body['code']}", body
-    assert body.get("request_id") == reply.headers["x-request-id"], body
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str)
-    assert isinstance(body["code"], str) and body["code"].replace("_", "").isalpha()
-    if code is not None:
-        assert body["code"] == code, body
-    text = reply.text
-    for leak in ("Traceback", 'File "', "sqlalchemy", "asyncpg", "sqlite3", "Exception"):
-        assert leak not in text, text
-    return body
 
 
 async def _counts(service: Service) -> tuple[int, int, int]:
@@ -65,7 +44,7 @@ async def test_malformed_json_is_422_malformed_json(service: Service, bank: Bank
                     b"{'phone': '+821055550001', 'channel': 'sms'}",
                     b'{"phone": "+821055550001",}',
                     b'{"phone": "+821055550001", "channel": "sms"} trailing', b"nul\x00l"):
-        _problem(await _raw(bank, "/v1/verifications", content), 422, "malformed_json")
+        assert_problem(await _raw(bank, "/v1/verifications", content), 422, "malformed_json")
     assert await _counts(service) == (0, 0, 0)
 
 
@@ -77,14 +56,14 @@ async def test_undecodable_bodies_are_4xx(service: Service, bank: Bank) -> None:
     ):
         reply = await _raw(bank, "/v1/verifications", content)
         assert 400 <= reply.status_code < 500, reply.text
-        _problem(reply, reply.status_code)
+        assert_problem(reply, reply.status_code)
     assert await _counts(service) == (0, 0, 0)
 
 
 async def test_a_body_that_is_not_an_object_is_422(service: Service, bank: Bank) -> None:
     for content in (b"", b"null", b"[]", b'"sms"', b"1", b"true",
                     b'[{"phone": "+821055550001", "channel": "sms"}]'):
-        _problem(await _raw(bank, "/v1/verifications", content), 422, "invalid_request")
+        assert_problem(await _raw(bank, "/v1/verifications", content), 422, "invalid_request")
     assert await _counts(service) == (0, 0, 0)
 
 
@@ -94,7 +73,7 @@ async def test_a_body_that_is_not_json_is_4xx(service: Service, bank: Bank) -> N
         reply = await _raw(bank, "/v1/verifications", "phone=%2B821055550001&channel=sms",
                            content_type)
         assert 400 <= reply.status_code < 500, (content_type, reply.text)
-        _problem(reply, reply.status_code)
+        assert_problem(reply, reply.status_code)
     assert await _counts(service) == (0, 0, 0)
 
 
@@ -105,7 +84,7 @@ async def test_wrong_types_and_missing_fields_name_the_field(service: Service,
                                                              bank: Bank) -> None:
     holder = person(1)
     verification_id = await bank.verified(holder["phone"])
-    good = issue_body(holder, verification_id, "902714")
+    good = issue_body(holder, verification_id, PIN)
     cases: list[tuple[dict[str, Any], list[str]]] = [
         ({**good, "pin": 902714}, ["body", "pin"]),
         ({**good, "terms_accepted": "true"}, ["body", "terms_accepted"]),
@@ -123,11 +102,11 @@ async def test_wrong_types_and_missing_fields_name_the_field(service: Service,
          ["body", "bank_checks", "account_password_verified"]),
     ]
     for body, loc in cases:
-        problem = _problem(await bank.post("/v1/certificates", body), 422, "invalid_request")
+        problem = assert_problem(await bank.post("/v1/certificates", body), 422, "invalid_request")
         assert loc in [error["loc"] for error in problem["errors"]], problem
         # The submitted values are never echoed: they may be a PIN or an RRN.
         said = json.dumps({k: v for k, v in problem.items() if k != "request_id"})
-        assert "902714" not in said and "9001011000001" not in said
+        assert PIN not in said and "9001011000001" not in said
     assert await _counts(service) == (1, 0, 0)
     assert (await bank.post("/v1/certificates", good)).status_code == 201
 
@@ -140,7 +119,7 @@ async def test_fields_past_their_length_are_422(service: Service, bank: Bank) ->
         (f"/v1/certificates/{ANY_ID}/pin", {"pin": "1" * 17, "new_pin": "417093"}),
         (f"/v1/certificates/{ANY_ID}/revoke", {"verification_id": "x" * 65}),
     ]:
-        _problem(await bank.post(path, body), 422, "invalid_request")
+        assert_problem(await bank.post(path, body), 422, "invalid_request")
 
 
 async def test_extra_fields_are_ignored_not_fatal(service: Service, bank: Bank) -> None:
@@ -171,7 +150,7 @@ async def test_oversized_body_by_content_length_is_413(service: Service, bank: B
     for path in BODY_PATHS:
         reply = await _raw(bank, path, content)
         assert int(reply.request.headers["content-length"]) > LIMIT
-        _problem(reply, 413, "body_too_large")
+        assert_problem(reply, 413, "body_too_large")
     assert await _counts(service) == (0, 0, 0)
 
 
@@ -183,7 +162,7 @@ async def test_oversized_chunked_body_is_413(service: Service, bank: Bank) -> No
         reply = await bank.http.post(path, content=_chunks(LIMIT + 1), headers=headers)
         assert "content-length" not in reply.request.headers
         assert reply.request.headers["transfer-encoding"] == "chunked"
-        _problem(reply, 413, "body_too_large")
+        assert_problem(reply, 413, "body_too_large")
     assert await _counts(service) == (0, 0, 0)
 
 
@@ -195,7 +174,7 @@ async def test_a_body_at_the_limit_is_read(service: Service, bank: Bank) -> None
     assert reply.status_code == 201, reply.text
     headers = {**bank.headers, "Content-Type": "application/json"}
     chunked = await bank.http.post("/v1/verifications", content=_chunks(LIMIT), headers=headers)
-    _problem(chunked, 422, "malformed_json")  # all spaces: read in full, then refused
+    assert_problem(chunked, 422, "malformed_json")  # all spaces: read in full, then refused
 
 
 # --- unknown paths and methods -----------------------------------------------------------
@@ -207,7 +186,7 @@ async def test_unknown_paths_are_404_problems(service: Service, bank: Bank) -> N
                  "/%2e%2e/etc/passwd", "/v1/status", "/v1/verifications/..%2f..%2fhealthz"):
         for method in ("GET", "POST", "DELETE"):
             reply = await bank.http.request(method, path, headers=bank.headers)
-            _problem(reply, 404, "not_found")
+            assert_problem(reply, 404, "not_found")
 
 
 async def test_wrong_method_is_405_problem(service: Service, bank: Bank) -> None:
@@ -225,7 +204,7 @@ async def test_wrong_method_is_405_problem(service: Service, bank: Bank) -> None
         ("OPTIONS", "/v1/certificates", "POST"),
     ]:
         reply = await bank.http.request(method, path, headers=bank.headers)
-        _problem(reply, 405, "method_not_allowed")
+        assert_problem(reply, 405, "method_not_allowed")
         assert allowed in reply.headers["allow"], (method, path, reply.headers)
 
 
@@ -235,22 +214,22 @@ async def test_wrong_method_is_405_problem(service: Service, bank: Bank) -> None
 async def test_bad_ids_in_paths_are_404_not_500(service: Service, bank: Bank) -> None:
     for bad in ("%00", "a%00b", "%ff", "%C3%28", "%2e%2e", "%20", "x" * 2000, "😀",
                 "'; DROP TABLE certificates; --"):
-        _problem(await bank.get(f"/v1/verifications/{bad}"), 404, "verification_not_found")
-        _problem(await bank.post(f"/v1/verifications/{bad}/confirm", {"code": "123456"}), 404,
-                 "verification_not_found")
-        _problem(await service.http.post(f"/sandbox/ars/{bad}/keypad",
+        assert_problem(await bank.get(f"/v1/verifications/{bad}"), 404, "verification_not_found")
+        assert_problem(await bank.post(f"/v1/verifications/{bad}/confirm", {"code": "123456"}), 404,
+                       "verification_not_found")
+        assert_problem(await service.http.post(f"/sandbox/ars/{bad}/keypad",
                                          json={"digits": "123456"}),
-                 404, "verification_not_found")
+                       404, "verification_not_found")
     assert await _counts(service) == (0, 0, 0)
 
 
 async def test_nul_in_certificate_ids_is_404_not_500(service: Service, bank: Bank) -> None:
-    _problem(await bank.get("/v1/certificates/a%00b"), 404, "certificate_not_found")
-    _problem(await bank.post("/v1/certificates/a%00b/revoke", {"pin": "902714"}), 404,
-             "certificate_not_found")
+    assert_problem(await bank.get("/v1/certificates/a%00b"), 404, "certificate_not_found")
+    assert_problem(await bank.post("/v1/certificates/a%00b/revoke", {"pin": PIN}), 404,
+                   "certificate_not_found")
     holder = person(1)
-    body = issue_body(holder, "a\x00b", "902714")
-    _problem(await bank.post("/v1/certificates", body), 404, "verification_not_found")
+    body = issue_body(holder, "a\x00b", PIN)
+    assert_problem(await bank.post("/v1/certificates", body), 404, "verification_not_found")
 
 
 async def test_odd_but_valid_json_never_500s(service: Service, bank: Bank) -> None:
@@ -271,7 +250,7 @@ async def test_odd_but_valid_json_never_500s(service: Service, bank: Bank) -> No
                 continue
             reply = await _raw(bank, path, content)
             assert 400 <= reply.status_code < 500, (path, value, reply.text)
-            _problem(reply, reply.status_code)
+            assert_problem(reply, reply.status_code)
     assert await _counts(service) == (0, 0, 0)
 
 
@@ -280,7 +259,7 @@ async def test_status_with_odd_serials(service: Service) -> None:
         reply = await service.http.get(f"/v1/status/{serial}")
         assert reply.status_code == 200 and reply.json()["status"] == "unknown"
     for serial in ("xyz", "-1", "%00", "a" * 65, "😀", "%20"):
-        _problem(await service.http.get(f"/v1/status/{serial}"), 422, "serial_invalid")
+        assert_problem(await service.http.get(f"/v1/status/{serial}"), 422, "serial_invalid")
 
 
 async def test_lone_surrogates_are_4xx(service: Service, bank: Bank) -> None:
@@ -296,4 +275,4 @@ async def test_lone_surrogates_are_4xx(service: Service, bank: Bank) -> None:
     ]
     for reply in replies:
         assert 400 <= reply.status_code < 500, reply.text
-        _problem(reply, reply.status_code)
+        assert_problem(reply, reply.status_code)

@@ -8,7 +8,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Bank, Service, person
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.people import PIN, person
 
 
 async def test_issue_reissue_pin_unlock_revoke_lookup(service: Service, bank: Bank) -> None:
@@ -31,10 +33,10 @@ async def test_issue_reissue_pin_unlock_revoke_lookup(service: Service, bank: Ba
     assert got.status_code == 200 and got.json()["serial"] == first["serial"]
 
     changed = await bank.post(f"/v1/certificates/{first['id']}/pin",
-                              {"pin": "902714", "new_pin": "417093"})
+                              {"pin": PIN, "new_pin": "417093"})
     assert changed.status_code == 200, changed.text
     wrong_old = await bank.post(f"/v1/certificates/{first['id']}/pin",
-                                {"pin": "902714", "new_pin": "520384"})
+                                {"pin": PIN, "new_pin": "520384"})
     assert wrong_old.status_code == 403 and wrong_old.json()["code"] == "pin_invalid"
 
     unlock_id = await bank.verified(holder["phone"], "unlock")
@@ -71,7 +73,7 @@ async def test_issue_reissue_pin_unlock_revoke_lookup(service: Service, bank: Ba
 
 
 async def test_new_issuance_at_another_bank_supersedes(service: Service, bank: Bank) -> None:
-    from tests.conftest import make_bank
+    from tests.support.bank import make_bank
 
     other = await make_bank(service.http, service.container, "other-bank")
     holder = person(2)
@@ -99,9 +101,9 @@ async def test_revoke_by_verification_and_repeat(service: Service, bank: Bank) -
     assert again.status_code == 200
     assert again.json()["revoked_at"] == first.json()["revoked_at"]
     upgraded = await bank.post(f"/v1/certificates/{cert['id']}/revoke",
-                               {"pin": "902714", "reason": "key_compromise"})
+                               {"pin": PIN, "reason": "key_compromise"})
     assert upgraded.json()["revocation_reason"] == "key_compromise"
     assert upgraded.json()["revoked_at"] == first.json()["revoked_at"]
     back = await bank.post(f"/v1/certificates/{cert['id']}/revoke",
-                           {"pin": "902714", "reason": "unspecified"})
+                           {"pin": PIN, "reason": "unspecified"})
     assert back.json()["revocation_reason"] == "key_compromise"

@@ -13,8 +13,10 @@ import pytest
 from app.main import create_app
 from app.services.auth import BANK_SCOPES, Scope
 from app.settings import Settings
-from tests.conftest import Bank, FixedClock, Service, make_bank, person
-from tests.status.conftest import OCSP_REQUEST, get_path, ocsp_request
+from tests.support.app import FixedClock, Service
+from tests.support.bank import Bank, make_bank
+from tests.support.people import PIN, person
+from tests.support.status import OCSP_REQUEST, get_path, ocsp_request
 
 SECURITY = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
             "x-frame-options": "DENY"}
@@ -45,7 +47,7 @@ async def test_replies_with_personal_data_are_never_stored(service: Service,
     _not_stored(await bank.get(f"/v1/certificates/{cert['id']}"))
     _not_stored(await bank.post("/v1/certificates/lookup", {"rrn": holder["rrn"]}))
     _not_stored(await bank.post(f"/v1/certificates/{cert['id']}/signatures",
-                                {"pin": "902714", "data": "aGVsbG8=", "format": "raw"}))
+                                {"pin": PIN, "data": "aGVsbG8=", "format": "raw"}))
     operator = await make_bank(service.http, service.container, "ops", [Scope.AUDIT.value])
     _not_stored(await operator.get("/v1/audit"))
     _not_stored(await service.http.get(f"/v1/status/{cert['serial']}"))

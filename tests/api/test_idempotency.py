@@ -10,13 +10,15 @@ from sqlalchemy import func, select
 
 from app.storage.idempotency import canonical_body, is_pin_field
 from app.storage.ops_tables import idempotency_keys
-from tests.conftest import Bank, Service, issue_body, make_bank, person
+from tests.support.app import Service
+from tests.support.bank import Bank, issue_body, make_bank
+from tests.support.people import PIN, person
 
 
 async def test_retry_returns_the_first_reply(service: Service, bank: Bank) -> None:
     holder = person(81)
     proof = await bank.verified(holder["phone"])
-    body = issue_body(holder, proof, "902714")
+    body = issue_body(holder, proof, PIN)
     key = {"Idempotency-Key": "issue-81-a"}
     first = await bank.post("/v1/certificates", body, headers={**bank.headers, **key})
     assert first.status_code == 201
@@ -43,9 +45,9 @@ async def test_retry_returns_the_first_reply(service: Service, bank: Bank) -> No
 async def test_errors_are_replayed_too_and_keys_are_per_client(service: Service,
                                                                bank: Bank) -> None:
     key = {"Idempotency-Key": "revoke-unknown"}
-    first = await bank.post("/v1/certificates/nope/revoke", {"pin": "902714"},
+    first = await bank.post("/v1/certificates/nope/revoke", {"pin": PIN},
                             headers={**bank.headers, **key})
-    again = await bank.post("/v1/certificates/nope/revoke", {"pin": "902714"},
+    again = await bank.post("/v1/certificates/nope/revoke", {"pin": PIN},
                             headers={**bank.headers, **key})
     assert first.status_code == again.status_code == 404
     assert again.headers["idempotent-replayed"] == "true"
@@ -58,7 +60,7 @@ async def test_errors_are_replayed_too_and_keys_are_per_client(service: Service,
 async def test_same_key_twice_at_once(service: Service, bank: Bank) -> None:
     holder = person(82)
     proof = await bank.verified(holder["phone"])
-    body = issue_body(holder, proof, "902714")
+    body = issue_body(holder, proof, PIN)
     key = {**bank.headers, "Idempotency-Key": "concurrent-82"}
     replies = await asyncio.gather(*[bank.post("/v1/certificates", body, headers=key)
                                      for _ in range(4)])
@@ -94,8 +96,8 @@ def test_other_fields_are_not_pin_fields(name: str) -> None:
 
 
 def test_the_canonical_body_has_no_pin_and_no_layout() -> None:
-    one = json.dumps({"pin": "902714", "digest": "AAAA", "format": "raw",
-                      "items": [{"PIN": "902714", "data": "x"}],
+    one = json.dumps({"pin": PIN, "digest": "AAAA", "format": "raw",
+                      "items": [{"PIN": PIN, "data": "x"}],
                       "nested": {"New_Pin": "417093", "OTP": "1"}}).encode()
     other = (b'{ "format" : "raw", "digest":"AAAA", "pin":"111111",'
              b' "items":[{"data":"x","PIN":"222222"}], "nested":{"new_pin":"3","otp":"4"} }')

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from app.domain.errors import DependencyUnavailable
-from tests.conftest import Bank, Service, person
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.people import PIN, person
+from tests.support.problems import assert_problem
 
 
 async def test_key_store_outage_costs_no_pin_try(service: Service, bank: Bank,
@@ -21,12 +24,11 @@ async def test_key_store_outage_costs_no_pin_try(service: Service, bank: Bank,
     monkeypatch.setattr(service.container.certificates.custody, "open", failing_open)
     for _ in range(6):
         reply = await bank.post(f"/v1/certificates/{cert['id']}/pin",
-                                {"pin": "902714", "new_pin": "417093"})
-        assert reply.status_code == 503
-        assert reply.json()["code"] == "key_store_unavailable"
+                                {"pin": PIN, "new_pin": "417093"})
+        assert_problem(reply, 503, "key_store_unavailable")
     monkeypatch.undo()
     state = (await bank.get(f"/v1/certificates/{cert['id']}")).json()
     assert state["locked"] is False and state["remaining_pin_attempts"] == 4
     changed = await bank.post(f"/v1/certificates/{cert['id']}/pin",
-                              {"pin": "902714", "new_pin": "417093"})
+                              {"pin": PIN, "new_pin": "417093"})
     assert changed.status_code == 200

@@ -14,16 +14,10 @@ import pytest
 
 from app.logs import JsonFormatter
 from app.settings import Settings
-from tests.conftest import (
-    Bank,
-    FixedClock,
-    Service,
-    make_bank,
-    person,
-    redis_url_or_skip,
-    running,
-    with_limits,
-)
+from tests.support.app import FixedClock, Service, redis_url_or_skip, running, with_limits
+from tests.support.bank import Bank, make_bank
+from tests.support.people import PIN, person
+from tests.support.problems import assert_problem
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -78,8 +72,7 @@ async def test_wrong_codes_per_phone_are_limited_across_verifications(strict: Se
     second = await bank.start_verification(phone)
     code = await bank.sms_code(phone)
     blocked = await bank.post(f"/v1/verifications/{second['id']}/confirm", {"code": code})
-    assert blocked.status_code == 429
-    assert blocked.json()["code"] == "rate_limited_wrong_codes_per_phone"
+    assert_problem(blocked, 429, "rate_limited_wrong_codes_per_phone")
 
 
 async def test_wrong_codes_per_client_are_limited_across_phones(strict: Service) -> None:
@@ -94,8 +87,7 @@ async def test_wrong_codes_per_client_are_limited_across_phones(strict: Service)
     third = await bank.start_verification(phone)
     blocked = await bank.post(f"/v1/verifications/{third['id']}/confirm",
                               {"code": await bank.sms_code(phone)})
-    assert blocked.status_code == 429
-    assert blocked.json()["code"] == "rate_limited_wrong_codes_per_client"
+    assert_problem(blocked, 429, "rate_limited_wrong_codes_per_client")
     other = await make_bank(strict.http, strict.container, "other bank")
     fresh = await other.start_verification(phone)
     confirmed = await other.post(f"/v1/verifications/{fresh['id']}/confirm",
@@ -135,8 +127,7 @@ async def test_a_503_log_line_names_the_problem_code(service: Service, bank: Ban
     finally:
         monkeypatch.undo()
         logging.getLogger().removeHandler(handler)
-    assert reply.status_code == 503
-    assert reply.json()["code"] == "database_unavailable"
+    assert_problem(reply, 503, "database_unavailable")
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     logged = [line for line in lines if line["message"] == "dependency unavailable"]
     assert len(logged) == 1, lines
@@ -163,7 +154,7 @@ async def test_signatures_per_certificate_are_limited(settings: Settings,
                        clock) as limited:
         bank = await make_bank(limited.http, limited.container)
         cert = (await bank.issue(person(64))).json()
-        body = {"pin": "902714", "data": "aGVsbG8=", "format": "raw"}
+        body = {"pin": PIN, "data": "aGVsbG8=", "format": "raw"}
         path = f"/v1/certificates/{cert['id']}/signatures"
         statuses = [(await bank.post(path, body)).status_code for _ in range(3)]
         assert statuses == [200, 200, 429]

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from app.domain.identity import parse_rrn
 from app.settings import Settings
 from app.storage.ops_tables import audit_events
-from tests.conftest import START, FixedClock, Service, make_bank, person, running, with_limits
+from tests.support.app import START, FixedClock, Service, running, with_limits
+from tests.support.bank import make_bank
+from tests.support.people import person
 
 LIMIT = 3
 

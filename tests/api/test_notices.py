@@ -27,10 +27,13 @@ from app.storage.tables import notices
 from app.verifiers.naver_sens import NaverSensSms
 from app.verifiers.registry import ProviderVerifier
 from app.verifiers.twilio_voice import TwilioVoiceArs
-from tests.conftest import START, Bank, FixedClock, Service, make_bank, person
-from tests.signing.conftest import b64, refresh_token
+from tests.support.app import START, FixedClock, Service
+from tests.support.bank import Bank, make_bank, refresh_token
+from tests.support.people import PIN, person
+from tests.support.problems import assert_problem
+from tests.support.signing import b64
 
-PIN, NEW_PIN, OTHER_PIN = "902714", "730519", "480271"
+NEW_PIN, OTHER_PIN = "730519", "480271"
 
 
 async def _notices(service: Service, phone: str) -> list[dict[str, Any]]:
@@ -181,13 +184,11 @@ async def test_the_previous_phone_counts_for_a_reissue_only(service: Service) ->
     unlock = await bank_a.verified(victim["phone"], "unlock")
     refused = await bank_a.post(f"/v1/certificates/{taken['id']}/unlock",
                                 {"verification_id": unlock})
-    assert refused.status_code == 409
-    assert refused.json()["code"] == "verification_phone_mismatch"
+    assert_problem(refused, 409, "verification_phone_mismatch")
     revoke = await bank_a.verified(victim["phone"], "revoke")
     refused = await bank_a.post(f"/v1/certificates/{taken['id']}/revoke",
                                 {"verification_id": revoke})
-    assert refused.status_code == 409
-    assert refused.json()["code"] == "verification_phone_mismatch"
+    assert_problem(refused, 409, "verification_phone_mismatch")
 
 
 async def test_a_second_change_does_not_wipe_the_way_back(service: Service) -> None:

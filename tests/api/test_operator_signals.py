@@ -17,7 +17,9 @@ import pytest
 from app.logs import JsonFormatter
 from app.observability import RequestIdFilter
 from app.settings import Settings
-from tests.conftest import KEYS, Bank, FixedClock, Service, person, running
+from tests.support.app import KEYS, FixedClock, Service, running
+from tests.support.bank import Bank
+from tests.support.people import person
 
 
 @contextmanager

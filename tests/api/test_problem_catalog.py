@@ -22,7 +22,8 @@ from app.routers.problem_catalog import (
 )
 from app.routers.problem_codes import ANY_PATH, CODES, CSC_CODES, NOT_IN_REPLIES
 from app.routers.schemas import Problem
-from tests.conftest import Bank, Service
+from tests.support.app import Service
+from tests.support.bank import Bank
 
 APP = Path(__file__).resolve().parents[2] / "app"
 PROBLEM = "application/problem+json"

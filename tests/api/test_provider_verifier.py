@@ -15,7 +15,9 @@ from app.settings import Settings
 from app.verifiers.naver_sens import NaverSensSms
 from app.verifiers.registry import ProviderVerifier
 from app.verifiers.twilio_voice import TwilioVoiceArs, twilio_signature
-from tests.conftest import Bank, FixedClock, make_bank, person
+from tests.support.app import FixedClock
+from tests.support.bank import Bank, make_bank
+from tests.support.people import person
 
 TOKEN = "twilio-auth-token-for-tests"
 

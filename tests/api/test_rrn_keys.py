@@ -12,7 +12,9 @@ from datetime import date, timedelta
 from sqlalchemy import select, update
 
 from app.storage.tables import persons
-from tests.conftest import Bank, Service, person
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.people import PIN, person
 
 
 def _dates(first: date = date(1900, 1, 1), last: date = date(2026, 12, 31)) -> list[date]:
@@ -62,7 +64,7 @@ async def test_legacy_patterns_keep_working_and_are_rekeyed(service: Service,
     found = await bank.post("/v1/certificates/lookup", {"rrn": holder["rrn"]})
     assert found.status_code == 200 and [c["id"] for c in found.json()["data"]] == [cert["id"]]
     weak = await bank.post(f"/v1/certificates/{cert['id']}/pin",
-                           {"pin": "902714", "new_pin": "900104"})
+                           {"pin": PIN, "new_pin": "900104"})
     assert weak.status_code == 422 and weak.json()["code"] == "pin_weak"
 
     again = await bank.issue(holder, pin="583920")  # the RRN comes by: patterns re-keyed

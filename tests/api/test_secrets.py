@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import io
-import logging
-from typing import Any
 
 import pytest
 
-from app.logs import JsonFormatter
 from app.pki.keys import private_key_to_der
-from tests.conftest import Bank, Service, database_bytes, person
+from tests.support.app import Service, database_bytes, recording
+from tests.support.bank import Bank
+from tests.support.people import PIN, person
 
 
 def _forms(secret: str) -> list[bytes]:
@@ -21,29 +19,15 @@ def _forms(secret: str) -> list[bytes]:
 
 async def test_no_secret_anywhere(service: Service, bank: Bank,
                                   caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logging.getLogger().addHandler(handler)
-    replies: list[bytes] = []
     codes: list[str] = []
-
-    async def record(response: Any) -> Any:
-        if not str(response.request.url.path).startswith("/sandbox"):
-            await response.aread()
-            replies.append(response.content)
-        return response
-
-    service.http.event_hooks["response"].append(record)
-    try:
+    with recording(service, caplog) as seen:
         holder = person(41)
-        issued = await bank.issue(holder, pin="902714")
+        issued = await bank.issue(holder, pin=PIN)
         codes.append(await bank.sms_code(holder["phone"]))
         cert = issued.json()
         await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": "111111",
                                                                "new_pin": "583920"})
-        await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": "902714",
+        await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": PIN,
                                                                "new_pin": "583920"})
         unlock = await bank.verified(holder["phone"], "unlock")
         codes.append(await bank.sms_code(holder["phone"]))
@@ -58,17 +42,15 @@ async def test_no_secret_anywhere(service: Service, bank: Bank,
         await bank.post(f"/v1/certificates/{new['id']}/revoke", {"pin": "417093"})
         _, key = await service.container.pin_gate.open_key(new["id"], "417093",
                                                                require_usable=False)
-    finally:
-        logging.getLogger().removeHandler(handler)
 
     rrn = holder["rrn"]
-    secrets = ["902714", "583920", "417093", rrn, rrn.replace("-", ""), *codes]
-    logs = (stream.getvalue() + caplog.text).encode()
+    secrets = [PIN, "583920", "417093", rrn, rrn.replace("-", ""), *codes]
+    logs = seen.logs()
     assert b"certificate issued" in logs  # the capture works
     database = await database_bytes(service)
     assert len(database) > 1000
     key_der = private_key_to_der(key)
-    haystacks = {"logs": logs, "replies": b"\n".join(replies), "database": database}
+    haystacks = {"logs": logs, "replies": b"\n".join(seen.replies), "database": database}
     for where, haystack in haystacks.items():
         for secret in secrets:
             for form in _forms(secret):

@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 from app.services.sweeper import sweep
 from app.storage.repository import Repository
 from app.storage.tables import certificates
-from tests.conftest import Bank, Service, person
+from tests.support.app import Service
+from tests.support.bank import Bank
+from tests.support.people import person
 
 
 async def test_sweeper_removes_only_stale_pending_rows(service: Service, bank: Bank) -> None:

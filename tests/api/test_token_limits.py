@@ -26,7 +26,7 @@ from app.services import client_secrets
 from app.services.client_secrets import ClientSecretHasher, Verdict, derive_key
 from app.settings import LimitsSettings, Settings
 from app.storage.tables import clients
-from tests.conftest import START, FixedClock, Service, database_bytes, redis_url_or_skip
+from tests.support.app import START, FixedClock, Service, database_bytes, redis_url_or_skip
 
 TOKEN = "/oauth2/token"
 GRANT = {"grant_type": "client_credentials"}

@@ -6,36 +6,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
-from app.settings import Settings
 from app.storage.tables import certificates, verifications
-from tests.conftest import START, Bank, Service, make_bank, person
-
-PROBLEM = "application/problem+json"
-
-
-def _digits(ascii_digits: str, zero: int) -> str:
-    """The same number in another script's digits (0xFF10 fullwidth, 0x0660 Arabic-Indic,
-    0x0966 Devanagari): str.isdigit() and int() take them, an ASCII-only rule must not."""
-    return "".join(chr(zero + int(c)) if c.isdigit() else c for c in ascii_digits)
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """These tests start many verifications for one phone; the abuse limits have their own
-    tests and would only get in the way here."""
-    return settings.model_copy(update={"limits": settings.limits.model_copy(update={
-        "verifications_per_phone_per_10_minutes": 1000, "wrong_codes_per_phone_per_hour": 1000})})
-
-
-def _problem(reply: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert reply.status_code == status, reply.text
-    assert reply.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = reply.json()
-    assert body["status"] == status and body["code"] == code, body
-    return body
+from tests.support.app import START, Service
+from tests.support.bank import Bank, make_bank
+from tests.support.people import digits_as, person
+from tests.support.problems import assert_problem
 
 
 async def _row(service: Service, verification_id: str) -> Any:
@@ -109,8 +86,8 @@ async def test_each_verification_gets_its_own_code(service: Service, bank: Bank)
     second = await bank.start_verification(phone)
     second_code = await bank.sms_code(phone)
     if first_code != second_code:  # a one-in-a-million tie proves nothing either way
-        _problem(await _confirm(bank, second["id"], first_code), 422,
-                 "verification_code_invalid")
+        assert_problem(await _confirm(bank, second["id"], first_code), 422,
+                       "verification_code_invalid")
     assert (await _confirm(bank, first["id"], first_code)).status_code == 200
     assert (await _confirm(bank, second["id"], second_code)).status_code == 200
 
@@ -125,13 +102,13 @@ async def test_code_expires_at_three_minutes(service: Service, bank: Bank) -> No
 
     service.clock.advance(timedelta(minutes=3))  # exactly three minutes after the second start
     code = (await service.http.get("/sandbox/messages", params={"phone": phone})).json()[0]
-    _problem(await _confirm(bank, just_in_time["id"], code["code"]), 409,
-             "verification_expired")
+    assert_problem(await _confirm(bank, just_in_time["id"], code["code"]), 409,
+                   "verification_expired")
     assert (await bank.get(f"/v1/verifications/{just_in_time['id']}")).json()["status"] == \
         "expired"
     # A wrong code on an expired verification is refused the same way and counts nothing.
-    _problem(await _confirm(bank, just_in_time["id"], _other_code(code["code"])), 409,
-             "verification_expired")
+    assert_problem(await _confirm(bank, just_in_time["id"], _other_code(code["code"])), 409,
+                   "verification_expired")
     row = await _row(service, just_in_time["id"])
     assert row.wrong_codes == 0 and row.verified_at is None
 
@@ -142,22 +119,22 @@ async def test_five_wrong_codes_fail_the_verification(service: Service, bank: Ba
     code = await bank.sms_code(phone)
     wrong = _other_code(code)
     for remaining in (4, 3, 2, 1):
-        body = _problem(await _confirm(bank, verification["id"], wrong), 422,
-                        "verification_code_invalid")
+        body = assert_problem(await _confirm(bank, verification["id"], wrong), 422,
+                              "verification_code_invalid")
         assert body["remaining_attempts"] == remaining
         assert code not in body["detail"]
-    last = _problem(await _confirm(bank, verification["id"], wrong), 422,
-                    "verification_code_invalid")
+    last = assert_problem(await _confirm(bank, verification["id"], wrong), 422,
+                          "verification_code_invalid")
     assert last["remaining_attempts"] == 0
     # The right code is now too late, and so is any further try.
-    _problem(await _confirm(bank, verification["id"], code), 409, "verification_failed")
-    _problem(await _confirm(bank, verification["id"], wrong), 409, "verification_failed")
+    assert_problem(await _confirm(bank, verification["id"], code), 409, "verification_failed")
+    assert_problem(await _confirm(bank, verification["id"], wrong), 409, "verification_failed")
     assert (await bank.get(f"/v1/verifications/{verification['id']}")).json()["status"] == \
         "failed"
     row = await _row(service, verification["id"])
     assert row.status == "failed" and row.wrong_codes == 5 and row.verified_at is None
     reply = await bank.issue(person(1), verification_id=verification["id"])
-    _problem(reply, 409, "verification_failed")
+    assert_problem(reply, 409, "verification_failed")
     assert await _certificate_count(service) == 0
 
 
@@ -167,8 +144,8 @@ async def test_four_wrong_codes_then_the_right_one_verifies(service: Service,
     verification = await bank.start_verification(phone)
     code = await bank.sms_code(phone)
     for _ in range(4):
-        _problem(await _confirm(bank, verification["id"], _other_code(code)), 422,
-                 "verification_code_invalid")
+        assert_problem(await _confirm(bank, verification["id"], _other_code(code)), 422,
+                       "verification_code_invalid")
     assert (await _confirm(bank, verification["id"], code)).status_code == 200
 
 
@@ -177,12 +154,12 @@ async def test_malformed_codes_are_refused_as_wrong_codes(service: Service, bank
     verification = await bank.start_verification(phone)
     code = await bank.sms_code(phone)
     for bad in ("", "abc", f" {code}", f"{code}0"):
-        _problem(await _confirm(bank, verification["id"], bad), 422,
-                 "verification_code_invalid")
+        assert_problem(await _confirm(bank, verification["id"], bad), 422,
+                       "verification_code_invalid")
     # Wrong types and oversized codes never reach the check (and count nothing).
     for body in ({"code": int(code)}, {"code": None}, {}, {"code": "1" * 17}):
         reply = await bank.post(f"/v1/verifications/{verification['id']}/confirm", body)
-        _problem(reply, 422, "invalid_request")
+        assert_problem(reply, 422, "invalid_request")
     assert (await _row(service, verification["id"])).wrong_codes == 4
     assert (await _confirm(bank, verification["id"], code)).status_code == 200
 
@@ -196,8 +173,8 @@ async def test_verification_is_single_use(service: Service, bank: Bank) -> None:
     assert (await bank.get(f"/v1/verifications/{verification_id}")).json()["status"] == "used"
 
     again = await bank.issue(holder, pin="417093", verification_id=verification_id)
-    _problem(again, 409, "verification_used")
-    _problem(await _confirm(bank, verification_id, "123456"), 409, "verification_used")
+    assert_problem(again, 409, "verification_used")
+    assert_problem(await _confirm(bank, verification_id, "123456"), 409, "verification_used")
     assert await _certificate_count(service) == 1
 
 
@@ -206,7 +183,7 @@ async def test_confirmed_twice_is_a_conflict(service: Service, bank: Bank) -> No
     verification = await bank.start_verification(phone)
     code = await bank.sms_code(phone)
     assert (await _confirm(bank, verification["id"], code)).status_code == 200
-    _problem(await _confirm(bank, verification["id"], code), 409, "verification_verified")
+    assert_problem(await _confirm(bank, verification["id"], code), 409, "verification_verified")
 
 
 async def test_verified_but_unused_verification_expires(service: Service, bank: Bank) -> None:
@@ -219,8 +196,8 @@ async def test_verified_but_unused_verification_expires(service: Service, bank: 
     service.clock.advance(timedelta(minutes=10))
     await _refresh_token(bank)
     assert (await bank.get(f"/v1/verifications/{stale}")).json()["status"] == "expired"
-    _problem(await bank.issue(holder, pin="417093", verification_id=stale), 409,
-             "verification_expired")
+    assert_problem(await bank.issue(holder, pin="417093", verification_id=stale), 409,
+                   "verification_expired")
     assert (await _row(service, stale)).status == "verified"  # expiry is derived, not written
     assert await _certificate_count(service) == 1
 
@@ -234,17 +211,17 @@ async def test_another_bank_cannot_see_confirm_or_use_it(service: Service, bank:
     verification = await bank.start_verification(holder["phone"])
     code = await bank.sms_code(holder["phone"])
 
-    _problem(await other.get(f"/v1/verifications/{verification['id']}"), 404,
-             "verification_not_found")
-    _problem(await _confirm(other, verification["id"], code), 404, "verification_not_found")
-    _problem(await _confirm(other, verification["id"], _other_code(code)), 404,
-             "verification_not_found")
+    assert_problem(await other.get(f"/v1/verifications/{verification['id']}"), 404,
+                   "verification_not_found")
+    assert_problem(await _confirm(other, verification["id"], code), 404, "verification_not_found")
+    assert_problem(await _confirm(other, verification["id"], _other_code(code)), 404,
+                   "verification_not_found")
     row = await _row(service, verification["id"])
     assert row.status == "pending" and row.wrong_codes == 0  # the other bank changed nothing
 
     assert (await _confirm(bank, verification["id"], code)).status_code == 200
-    _problem(await other.issue(holder, verification_id=verification["id"]), 409,
-             "verification_not_yours")
+    assert_problem(await other.issue(holder, verification_id=verification["id"]), 409,
+                   "verification_not_yours")
     assert (await _row(service, verification["id"])).status == "verified"
     assert await _certificate_count(service) == 0
     # Still good for the bank that started it.
@@ -254,8 +231,8 @@ async def test_another_bank_cannot_see_confirm_or_use_it(service: Service, bank:
 async def test_verification_counts_for_its_phone_only(service: Service, bank: Bank) -> None:
     holder, stranger = person(1), person(2)
     verification_id = await bank.verified(stranger["phone"])
-    _problem(await bank.issue(holder, verification_id=verification_id), 409,
-             "verification_phone_mismatch")
+    assert_problem(await bank.issue(holder, verification_id=verification_id), 409,
+                   "verification_phone_mismatch")
     assert (await _row(service, verification_id)).status == "verified"
     assert await _certificate_count(service) == 0
     assert (await bank.issue(stranger, verification_id=verification_id)).status_code == 201
@@ -265,8 +242,8 @@ async def test_verification_counts_for_its_purpose_only(service: Service, bank: 
     holder = person(1)
     for purpose in ("reissue", "unlock", "revoke"):
         verification_id = await bank.verified(holder["phone"], purpose)
-        _problem(await bank.issue(holder, verification_id=verification_id), 409,
-                 "verification_purpose_mismatch")
+        assert_problem(await bank.issue(holder, verification_id=verification_id), 409,
+                       "verification_purpose_mismatch")
         assert (await _row(service, verification_id)).status == "verified"
     assert await _certificate_count(service) == 0
     any_purpose = await bank.verified(holder["phone"], None)
@@ -275,11 +252,12 @@ async def test_verification_counts_for_its_purpose_only(service: Service, bank: 
 
 async def test_unknown_ids_are_404(service: Service, bank: Bank) -> None:
     for unknown in ("00000000-0000-0000-0000-000000000000", "nope", "x" * 64):
-        _problem(await bank.get(f"/v1/verifications/{unknown}"), 404, "verification_not_found")
-        _problem(await _confirm(bank, unknown, "123456"), 404, "verification_not_found")
-        _problem(await _keypad(service, unknown, "123456"), 404, "verification_not_found")
-        _problem(await bank.issue(person(1), verification_id=unknown), 404,
-                 "verification_not_found")
+        assert_problem(await bank.get(f"/v1/verifications/{unknown}"), 404,
+                       "verification_not_found")
+        assert_problem(await _confirm(bank, unknown, "123456"), 404, "verification_not_found")
+        assert_problem(await _keypad(service, unknown, "123456"), 404, "verification_not_found")
+        assert_problem(await bank.issue(person(1), verification_id=unknown), 404,
+                       "verification_not_found")
     assert await _certificate_count(service) == 0
 
 
@@ -289,7 +267,7 @@ async def test_unknown_ids_are_404(service: Service, bank: Bank) -> None:
 async def test_start_refuses_bad_fields(service: Service, bank: Bank) -> None:
     cases: list[tuple[Any, str]] = [
         ({"phone": "01055550001", "channel": "sms"}, "phone_invalid"),
-        ({"phone": "+82" + _digits("1055550001", 0xFF10), "channel": "sms"}, "phone_invalid"),
+        ({"phone": "+82" + digits_as("1055550001", 0xFF10), "channel": "sms"}, "phone_invalid"),
         ({"phone": "+821055550001\n", "channel": "sms"}, "phone_invalid"),
         ({"phone": "+8210", "channel": "sms"}, "phone_invalid"),
         ({"phone": "+821055550001", "channel": "email"}, "invalid_request"),
@@ -301,7 +279,7 @@ async def test_start_refuses_bad_fields(service: Service, bank: Bank) -> None:
         ({"phone": "+8210" + "5" * 40, "channel": "sms"}, "invalid_request"),
     ]
     for body, code in cases:
-        _problem(await bank.post("/v1/verifications", body), 422, code)
+        assert_problem(await bank.post("/v1/verifications", body), 422, code)
     assert (await service.http.get("/sandbox/messages")).json() == []
     async with service.container.db.transaction(write=False) as conn:
         count = (await conn.execute(select(func.count()).select_from(verifications)))
@@ -317,8 +295,8 @@ async def test_sandbox_messages_filter_and_bad_phone(service: Service, bank: Ban
     assert len(mine) == 2 and all(m["phone"] == person(1)["phone"] for m in mine)
     assert mine[0]["sent_at"] >= mine[1]["sent_at"]
     assert len((await service.http.get("/sandbox/messages")).json()) == 3
-    _problem(await service.http.get("/sandbox/messages", params={"phone": "010"}), 422,
-             "phone_invalid")
+    assert_problem(await service.http.get("/sandbox/messages", params={"phone": "010"}), 422,
+                   "phone_invalid")
 
 
 # --- ARS ---------------------------------------------------------------------------------
@@ -340,20 +318,21 @@ async def test_ars_keypad_flow(service: Service, bank: Bank) -> None:
     assert polled["status"] == "pending" and polled["display_code"] is None
 
     # The bank cannot confirm an ARS verification itself, even with the right digits.
-    _problem(await _confirm(bank, verification["id"], display), 409,
-             "verification_channel_mismatch")
+    assert_problem(await _confirm(bank, verification["id"], display), 409,
+                   "verification_channel_mismatch")
     row = await _row(service, verification["id"])
     assert row.status == "pending" and row.wrong_codes == 0
 
-    wrong = _problem(await _keypad(service, verification["id"], _other_code(display)), 422,
-                     "verification_code_invalid")
+    wrong = assert_problem(await _keypad(service, verification["id"], _other_code(display)), 422,
+                           "verification_code_invalid")
     assert wrong["remaining_attempts"] == 4
     keyed = await _keypad(service, verification["id"], display)
     assert keyed.status_code == 200, keyed.text
     assert keyed.json()["status"] == "verified" and keyed.json()["display_code"] is None
     assert (await bank.get(f"/v1/verifications/{verification['id']}")).json()["status"] == \
         "verified"
-    _problem(await _keypad(service, verification["id"], display), 409, "verification_verified")
+    assert_problem(await _keypad(service, verification["id"], display), 409,
+                   "verification_verified")
 
     issued = await bank.issue(holder, verification_id=verification["id"])
     assert issued.status_code == 201, issued.text
@@ -364,23 +343,23 @@ async def test_ars_keypad_expiry_and_wrong_digits(service: Service, bank: Bank) 
     verification = await bank.start_verification(phone, channel="ars")
     display = verification["display_code"]
     for remaining in (4, 3, 2, 1, 0):
-        body = _problem(await _keypad(service, verification["id"], "0" * 7), 422,
-                        "verification_code_invalid")
+        body = assert_problem(await _keypad(service, verification["id"], "0" * 7), 422,
+                              "verification_code_invalid")
         assert body["remaining_attempts"] == remaining
-    _problem(await _keypad(service, verification["id"], display), 409, "verification_failed")
+    assert_problem(await _keypad(service, verification["id"], display), 409, "verification_failed")
 
     late = await bank.start_verification(phone, channel="ars")
     service.clock.advance(timedelta(minutes=3))
-    _problem(await _keypad(service, late["id"], late["display_code"]), 409,
-             "verification_expired")
+    assert_problem(await _keypad(service, late["id"], late["display_code"]), 409,
+                   "verification_expired")
 
 
 async def test_keypad_cannot_confirm_an_sms_verification(service: Service, bank: Bank) -> None:
     phone = person(1)["phone"]
     verification = await bank.start_verification(phone)
     code = await bank.sms_code(phone)
-    _problem(await _keypad(service, verification["id"], code), 409,
-             "verification_channel_mismatch")
+    assert_problem(await _keypad(service, verification["id"], code), 409,
+                   "verification_channel_mismatch")
     assert (await _row(service, verification["id"])).status == "pending"
     assert (await _confirm(bank, verification["id"], code)).status_code == 200
 
@@ -390,6 +369,6 @@ async def test_keypad_refuses_bad_bodies(service: Service, bank: Bank) -> None:
     bodies: list[Any] = [{}, {"digits": 123456}, {"digits": "1" * 33}, [], "123456"]
     for body in bodies:
         reply = await service.http.post(f"/sandbox/ars/{verification['id']}/keypad", json=body)
-        _problem(reply, 422, "invalid_request")
+        assert_problem(reply, 422, "invalid_request")
     row = await _row(service, verification["id"])
     assert row.status == "pending" and row.wrong_codes == 0

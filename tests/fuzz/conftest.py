@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from app.main import create_app
-from tests.conftest import Bank, FixedClock, make_bank, make_settings, person, truncate_all
 from tests.resilience.conftest import report
-
-PIN = "902714"
+from tests.support.app import FixedClock, make_settings, truncate_all
+from tests.support.bank import Bank, make_bank
+from tests.support.people import PIN, person
 
 # Bounded so the suite stays fast; no example database is written into the work tree.
 FUZZ = settings(max_examples=200, deadline=None, database=None,

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.conftest import FUZZ, PIN, FuzzTarget, assert_not_5xx
+from tests.fuzz.conftest import FUZZ, FuzzTarget, assert_not_5xx
+from tests.support.people import PIN
 
 # Identifiers the CSC API knows, and some it does not.
 SIGN_ALGOS = ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13",

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.integration.test_serve import CERTCLOUD, certcloud, env_for, free_port
 from tests.offline_root import Root, ca_usage, make_root, name, pem
+from tests.support.processes import CERTCLOUD, certcloud, env_for, free_port
 
 NOW = datetime.now(UTC)
 

@@ -17,7 +17,8 @@ from app.main import create_app
 from app.settings import Settings
 from app.storage import migrate
 from app.storage.files import private_directory, private_file
-from tests.conftest import FixedClock, make_bank, make_settings
+from tests.support.app import FixedClock, make_settings
+from tests.support.bank import make_bank
 
 
 def mode(path: Path) -> int:

@@ -23,7 +23,9 @@ from app.storage import migrate
 from app.storage.db import Database, make_engine
 from app.storage.local_keyring import LocalKeyRing
 from app.storage.tables import certificates, clients, persons
-from tests.conftest import START, Bank, Service, make_settings, person
+from tests.support.app import START, Service, make_settings
+from tests.support.bank import Bank
+from tests.support.people import PIN, person
 
 CHEAP = KdfParams(1, 64, 1)
 
@@ -36,7 +38,7 @@ def seed_blobs(url: str, protector: Any, count: int) -> None:
             certificate_id = str(uuid.uuid4())
             binding = key_binding(certificate_id)
             key_id, blob = await protector.wrap(
-                seal_with_pin(os.urandom(32), "902714", CHEAP, binding), binding)
+                seal_with_pin(os.urandom(32), PIN, CHEAP, binding), binding)
             rows.append({"id": certificate_id, "person_id": "p", "serial": f"{n:x}",
                          "state": "revoked", "not_before": START, "not_after": START,
                          "key_algorithm": "p256", "issued_by_client": "c", "wrong_pins": 0,
@@ -149,7 +151,7 @@ async def test_a_running_service_follows_a_rotation(service: Service, bank: Bank
     report = await operator.rewrap(batch_size=1)
     assert report.moved >= 1 and not report.failed
     assert set((await operator.status()).counts["certificates.wrapped_key"]) == {new_key}
-    for cert, pin, new_pin in ((first.json(), "902714", "520384"),
+    for cert, pin, new_pin in ((first.json(), PIN, "520384"),
                                (second.json(), "417093", "638291")):
         changed = await bank.post(f"/v1/certificates/{cert['id']}/pin",
                                   {"pin": pin, "new_pin": new_pin})

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.storage import migrate
 from app.storage.schema import metadata
-from tests.conftest import BACKEND, create_pg_database, drop_pg_database
+from tests.support.app import BACKEND, create_pg_database, drop_pg_database
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.storage.ops_tables import audit_events
-from tests.conftest import START, Bank, Service, make_bank, person
-from tests.integration.test_serve import certcloud, env_for
+from tests.support.app import START, Service
+from tests.support.bank import Bank, make_bank
+from tests.support.people import person
+from tests.support.processes import certcloud, env_for
 
 
 def test_version_is_the_package_version(tmp_path: Path) -> None:

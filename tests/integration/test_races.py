@@ -11,7 +11,9 @@ import asyncio
 from sqlalchemy import func, select
 
 from app.storage.tables import certificates
-from tests.conftest import Bank, Service, issue_body, make_bank, person
+from tests.support.app import Service
+from tests.support.bank import Bank, issue_body, make_bank
+from tests.support.people import PIN, person
 
 
 async def _active_count(service: Service) -> int:
@@ -26,8 +28,8 @@ async def test_concurrent_issuances_for_one_person(service: Service, bank: Bank)
     proofs = [await bank.verified(holder["phone"]) for _ in range(3)]
     proofs_other = [await other.verified(holder["phone"]) for _ in range(3)]
     replies = await asyncio.gather(
-        *[bank.post("/v1/certificates", issue_body(holder, v, "902714")) for v in proofs],
-        *[other.post("/v1/certificates", issue_body(holder, v, "902714"))
+        *[bank.post("/v1/certificates", issue_body(holder, v, PIN)) for v in proofs],
+        *[other.post("/v1/certificates", issue_body(holder, v, PIN))
           for v in proofs_other])
     statuses = sorted(r.status_code for r in replies)
     assert all(s in (201, 409) for s in statuses), [r.text for r in replies]
@@ -45,8 +47,8 @@ async def test_one_verification_used_twice_at_once(service: Service, bank: Bank)
     holder = person(22)
     proof = await bank.verified(holder["phone"])
     replies = await asyncio.gather(
-        bank.post("/v1/certificates", issue_body(holder, proof, "902714")),
-        bank.post("/v1/certificates", issue_body(holder, proof, "902714")))
+        bank.post("/v1/certificates", issue_body(holder, proof, PIN)),
+        bank.post("/v1/certificates", issue_body(holder, proof, PIN)))
     assert sorted(r.status_code for r in replies) == [201, 409]
     loser = next(r for r in replies if r.status_code == 409)
     assert loser.json()["code"] in ("verification_used", "concurrent_change")
@@ -58,7 +60,7 @@ async def test_concurrent_revocations(service: Service, bank: Bank) -> None:
     cert = (await bank.issue(holder)).json()
     replies = await asyncio.gather(*[
         bank.post(f"/v1/certificates/{cert['id']}/revoke",
-                  {"pin": "902714", "reason": reason})
+                  {"pin": PIN, "reason": reason})
         for reason in ("unspecified", "key_compromise", "unspecified", "key_compromise")])
     assert {r.status_code for r in replies} == {200}
     final = (await bank.get(f"/v1/certificates/{cert['id']}")).json()

@@ -7,14 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import stop_process
-from tests.integration.test_serve import (  # noqa: F401 (fresh_database_url is a fixture)
-    CERTCLOUD,
-    env_for,
-    free_port,
-    fresh_database_url,
-    wait_ready,
-)
+from tests.support.processes import CERTCLOUD, env_for, serving
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADING = "## A walk through the whole flow (sandbox)"
@@ -36,14 +29,9 @@ def test_walkthrough_section_has_the_signing_and_lock_steps() -> None:
 
 
 def test_readme_walkthrough_runs_top_to_bottom(tmp_path: Path,
-                                                fresh_database_url: str) -> None:  # noqa: F811
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    env = env_for(tmp_path / "var", fresh_database_url, CERTCLOUD_PUBLIC_BASE_URL=api)
-    server = subprocess.Popen([CERTCLOUD, "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(api, server)
+                                                fresh_database_url: str) -> None:
+    with serving(tmp_path / "var", fresh_database_url) as api:
+        env = env_for(tmp_path / "var", fresh_database_url, CERTCLOUD_PUBLIC_BASE_URL=api)
         shell_env = {**env, "API": api, "CERTCLOUD": CERTCLOUD,
                      "PATH": f"{Path(CERTCLOUD).parent}{os.pathsep}{env.get('PATH', '')}"}
         work = tmp_path / "work"
@@ -51,8 +39,6 @@ def test_readme_walkthrough_runs_top_to_bottom(tmp_path: Path,
         run = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough_script()],
                              cwd=work, env=shell_env, capture_output=True, text=True,
                              timeout=300)
-    finally:
-        stop_process(server)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert "Verified OK" in output

@@ -23,8 +23,10 @@ from app.services.secrets import StartupError
 from app.settings import Settings
 from app.storage.ops_tables import rate_counters
 from app.storage.redis_counters import GRACE_SECONDS, RedisCounters
-from tests.conftest import START, FixedClock, Service, make_bank, person, redis_url_or_skip
-from tests.resilience.servers import free_port
+from tests.support.app import START, FixedClock, Service, redis_url_or_skip
+from tests.support.bank import make_bank
+from tests.support.people import person
+from tests.support.processes import free_port
 
 LIMIT = Limit("test_events", 10, 60)
 
@@ -130,7 +132,7 @@ async def test_the_service_answers_503_while_redis_is_gone(settings: Settings,
         bank = await make_bank(healthy.http, healthy.container)
     async with _service(settings, clock, redis_url=f"redis://127.0.0.1:{free_port()}/0",
                         redis_timeout_seconds=0.5) as service:
-        bank.http = service.http
+        bank.clients = [service.http]
         token = await service.http.post("/oauth2/token", data={"grant_type": "client_credentials"},
                                         auth=(bank.client_id, bank.client_secret))
         assert token.status_code == 503 and token.json()["code"] == "rate_limiter_unavailable"

@@ -29,10 +29,10 @@ from app.storage.local_keyring import LocalKeyRing
 from app.storage.pkcs11 import TokenSession
 from app.storage.pkcs11_protector import Pkcs11Protector
 from app.storage.tables import certificates, clients, persons
-from tests.conftest import START, truncate_all
+from tests.support.app import START, truncate_all
+from tests.support.people import PIN
 
 CHEAP = KdfParams(1, 64, 1)
-PIN = "902714"
 N = 3000
 BATCH = 250
 
@@ -69,7 +69,7 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, database_url: str
         LocalKeyRing.create(tmp_path / "keyring.json", START)
         protector = KeyRingFile(tmp_path / "keyring.json")
     else:
-        from tests.hsm.softhsm import USER_PIN
+        from tests.support.softhsm import USER_PIN
 
         hsm = request.getfixturevalue("softhsm")
         label = hsm.new_token()

@@ -6,66 +6,23 @@ import json
 import os
 import re
 import shlex
-import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import BACKEND, create_pg_database, drop_pg_database, stop_process
 from tests.production_config import production_env
+from tests.support.processes import (
+    CERTCLOUD,
+    certcloud,
+    env_for,
+    free_port,
+    stop_process,
+    wait_ready,
+)
 
-CERTCLOUD = shutil.which("certcloud") or str(Path(sys.executable).parent / "certcloud")
 STRONG = "x" * 40
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def fresh_database_url(tmp_path: Path) -> Iterator[str]:
-    if BACKEND == "postgres":
-        url = await create_pg_database()
-        yield url
-        await drop_pg_database(url)
-    else:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"
-
-
-def env_for(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTCLOUD_")}
-    env.update({"CERTCLOUD_DATA_DIR": str(data_dir), "CERTCLOUD_DATABASE_URL": database_url,
-                "CERTCLOUD_ARGON2__TIME_COST": "1", "CERTCLOUD_ARGON2__MEMORY_KIB": "1024",
-                "CERTCLOUD_ARGON2__PARALLELISM": "1"})
-    env.update(extra)
-    return env
-
-
-def certcloud(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CERTCLOUD, *args], env=env, capture_output=True, text=True,
-                          timeout=120)
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError("certcloud serve exited early")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("certcloud serve did not become ready")
 
 
 def test_development_server_runs_the_whole_flow(tmp_path: Path,

@@ -9,12 +9,16 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import stop_process
-from tests.integration import test_serve
-from tests.integration.test_serve import CERTCLOUD, certcloud, env_for, free_port, wait_ready
 from tests.production_config import production_env
+from tests.support.processes import (
+    CERTCLOUD,
+    certcloud,
+    env_for,
+    free_port,
+    stop_process,
+    wait_ready,
+)
 
-fresh_database_url = test_serve.fresh_database_url  # the fixture: a database of its own
 NEVER_CALLED = "http://127.0.0.1:9"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -13,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BACKEND, create_pg_database, drop_pg_database
-from tests.resilience.servers import (
+from tests.support.app import BACKEND, create_pg_database, drop_pg_database
+from tests.support.bank import Bank, remote_bank
+from tests.support.processes import (
     Inspector,
-    RemoteBank,
     Server,
     make_template,
     prepare,
@@ -49,10 +50,10 @@ class Cluster:
     database_url: str
     env: dict[str, str]
     inspector: Inspector
-    banks: list[RemoteBank] = field(default_factory=list)
+    banks: list[Bank] = field(default_factory=list)
 
-    async def bank(self, name: str, scopes: list[str] | None = None) -> RemoteBank:
-        bank = await RemoteBank.connect(self.servers, self.data_dir, self.database_url, name,
+    async def bank(self, name: str, scopes: list[str] | None = None) -> Bank:
+        bank = await remote_bank(self.servers, self.data_dir, self.database_url, name,
                                         scopes)
         self.banks.append(bank)
         return bank
@@ -86,6 +87,17 @@ async def open_cluster(base: Path, template: Path, count: int,
     return Cluster(servers, data_dir, url, env, Inspector(url))
 
 
+@contextlib.asynccontextmanager
+async def running_cluster(base: Path, template: Path, count: int,
+                          **extra_env: str) -> AsyncIterator[Cluster]:
+    """:func:`open_cluster`, closed on the way out."""
+    cluster = await open_cluster(base, template, count, **extra_env)
+    try:
+        yield cluster
+    finally:
+        await close_cluster(cluster)
+
+
 async def close_cluster(cluster: Cluster) -> None:
     stop_all(cluster.servers)
     for bank in cluster.banks:
@@ -98,8 +110,5 @@ async def close_cluster(cluster: Cluster) -> None:
 async def replicas(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                    ) -> AsyncIterator[Cluster]:
     """Two `certcloud serve` processes on one database, for the whole module."""
-    cluster = await open_cluster(tmp_path_factory.mktemp("replicas"), server_template, 2)
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("replicas"), server_template, 2) as cluster:
         yield cluster
-    finally:
-        await close_cluster(cluster)

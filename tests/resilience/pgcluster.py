@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.resilience.servers import free_port
+from tests.support.processes import free_port
 
 
 def postgres_bin() -> Path | None:

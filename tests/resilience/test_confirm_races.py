@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from app.domain.verification import MAX_WRONG_CODES
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster, report
-from tests.resilience.servers import RemoteBank
+from tests.resilience.conftest import Cluster, report, running_cluster
+from tests.support.bank import Bank
+from tests.support.problems import assert_problem
 
 PARALLEL_CONFIRMS = 40  # twice PostgreSQL's pool (10 + 10 overflow), past SQLite's (5 + 10)
 RACING_CODES = 12
@@ -30,23 +31,20 @@ RACING_CODES = 12
 @pytest.fixture(scope="module")
 async def server(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> AsyncIterator[Cluster]:
-    cluster = await open_cluster(tmp_path_factory.mktemp("confirms"), server_template, 1)
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("confirms"), server_template, 1) as cluster:
         yield cluster
-    finally:
-        await close_cluster(cluster)
 
 
 def _phone(n: int) -> str:
     return f"+8210{6666_0000 + n:08d}"
 
 
-async def _started(bank: RemoteBank, phone: str) -> tuple[str, str]:
+async def _started(bank: Bank, phone: str) -> tuple[str, str]:
     """A pending SMS verification and its code."""
-    started = await bank.post(0, "/v1/verifications", {"phone": phone, "channel": "sms",
+    started = await bank.post("/v1/verifications", {"phone": phone, "channel": "sms",
                                                        "purpose": "issue"})
     assert started.status_code == 201, started.text
-    return str(started.json()["id"]), await bank.sms_code(0, phone)
+    return str(started.json()["id"]), await bank.sms_code(phone)
 
 
 def _wrong(code: str, n: int) -> str:
@@ -74,7 +72,7 @@ async def test_parallel_confirms_leave_the_pool_to_readiness(server: Cluster) ->
     async def confirms() -> list[httpx.Response]:
         try:
             return list(await asyncio.gather(*[
-                bank.post(0, f"/v1/verifications/{vid}/confirm",
+                bank.post(f"/v1/verifications/{vid}/confirm",
                           {"code": code if n % 2 else _wrong(code, 1)})
                 for n, (vid, code) in enumerate(started)]))
         finally:
@@ -96,7 +94,7 @@ async def test_concurrent_wrong_codes_never_pass_the_limit(server: Cluster) -> N
     verification_id, code = await _started(bank, _phone(100))
     guesses = [_wrong(code, n) for n in range(1, RACING_CODES)] + [code]  # the right one last
     replies = await asyncio.gather(*[
-        bank.post(0, f"/v1/verifications/{verification_id}/confirm", {"code": guess})
+        bank.post(f"/v1/verifications/{verification_id}/confirm", {"code": guess})
         for guess in guesses])
     outcomes = Counter((r.status_code, r.json().get("code")) for r in replies)
     report("confirms.racing_codes", tried=RACING_CODES,
@@ -105,7 +103,7 @@ async def test_concurrent_wrong_codes_never_pass_the_limit(server: Cluster) -> N
     assert evaluated_wrong <= MAX_WRONG_CODES, outcomes
     assert set(outcomes) <= {(422, "verification_code_invalid"), (200, None),
                              (409, "verification_failed"), (409, "verification_verified")}
-    state = (await bank.get(0, f"/v1/verifications/{verification_id}")).json()["status"]
+    state = (await bank.get(f"/v1/verifications/{verification_id}")).json()["status"]
     if replies[-1].status_code == 200:  # the right code came in before the fifth wrong one
         assert state == "verified" and evaluated_wrong < MAX_WRONG_CODES, outcomes
     else:
@@ -116,9 +114,8 @@ async def test_after_five_wrong_codes_the_right_one_is_refused(server: Cluster) 
     bank = await server.bank("five-wrong")
     verification_id, code = await _started(bank, _phone(200))
     path = f"/v1/verifications/{verification_id}/confirm"
-    wrong = await asyncio.gather(*[bank.post(0, path, {"code": _wrong(code, n)})
+    wrong = await asyncio.gather(*[bank.post(path, {"code": _wrong(code, n)})
                                    for n in range(1, MAX_WRONG_CODES + 1)])
     assert sorted(r.json()["remaining_attempts"] for r in wrong) == list(range(MAX_WRONG_CODES))
-    right = await bank.post(0, path, {"code": code})
-    assert right.status_code == 409, right.text
-    assert right.json()["code"] == "verification_failed"
+    right = await bank.post(path, {"code": code})
+    assert_problem(right, 409, "verification_failed")

@@ -29,24 +29,17 @@ from app.settings import Settings
 from app.storage.audit_log import AuditLog
 from app.storage.db import Database, make_engine
 from app.storage.tables import certificates
-from tests.conftest import BACKEND, FixedClock, make_bank, person
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster, report
+from tests.resilience.conftest import Cluster, report, running_cluster
 from tests.resilience.pgcluster import PgCluster, postgres_bin
-from tests.resilience.servers import (
-    Inspector,
-    RemoteBank,
-    Server,
-    issue_body,
-    prepare,
-    resident,
-    server_env,
-    settings_for,
-)
+from tests.support.app import BACKEND, FixedClock
+from tests.support.bank import Bank, issue_body, make_bank, remote_bank
+from tests.support.people import person, resident
+from tests.support.processes import Inspector, Server, prepare, server_env, settings_for
 
 # --- (a) SIGKILL in the middle of issuances ---------------------------------------------------
 
 
-async def _complete_and_single(bank: RemoteBank, people: list[dict[str, str]]
+async def _complete_and_single(bank: Bank, people: list[dict[str, str]]
                                ) -> tuple[int, int]:
     """Every certificate the API shows is complete; at most one active per person.
 
@@ -54,13 +47,13 @@ async def _complete_and_single(bank: RemoteBank, people: list[dict[str, str]]
     """
     visible = active = 0
     for who in people:
-        found = await bank.post(0, "/v1/certificates/lookup", {"rrn": who["rrn"]})
+        found = await bank.post("/v1/certificates/lookup", {"rrn": who["rrn"]})
         assert found.status_code == 200, found.text
         data = found.json()["data"]
         for certificate in data:
             assert certificate["certificate_pem"].startswith("-----BEGIN CERTIFICATE")
             assert certificate["serial"] and certificate["not_after"]
-            single = await bank.get(0, f"/v1/certificates/{certificate['id']}")
+            single = await bank.get(f"/v1/certificates/{certificate['id']}")
             assert single.status_code == 200 and single.json() == certificate
         live = [c for c in data if c["status"] == "active"]
         assert len(live) <= 1
@@ -80,11 +73,8 @@ async def _stored_rows_complete(inspector: Inspector) -> None:
 
 async def test_sigkill_mid_issuance_leaves_nothing_half_visible(
         server_template: Path, tmp_path: Path) -> None:
-    cluster = await open_cluster(tmp_path, server_template, 1)
-    try:
+    async with running_cluster(tmp_path, server_template, 1) as cluster:
         await _sigkill_scenario(cluster)
-    finally:
-        await close_cluster(cluster)
 
 
 async def _sigkill_scenario(cluster: Cluster) -> None:
@@ -110,7 +100,7 @@ async def _sigkill_scenario(cluster: Cluster) -> None:
 
     killer = asyncio.create_task(kill_when_pending())
     replies = await asyncio.gather(*[
-        bank.post(0, "/v1/certificates", issue_body(who, proof))
+        bank.post("/v1/certificates", issue_body(who, proof))
         for who, batch in zip(people, proofs, strict=True) for proof in batch],
         return_exceptions=True)
     pending_at_kill, _ = await killer
@@ -126,19 +116,19 @@ async def _sigkill_scenario(cluster: Cluster) -> None:
     await asyncio.to_thread(server.wait_ready)
     visible, active = await _complete_and_single(bank, people)
     for certificate_id in confirmed:
-        assert (await bank.get(0, f"/v1/certificates/{certificate_id}")).status_code == 200
+        assert (await bank.get(f"/v1/certificates/{certificate_id}")).status_code == 200
     await _stored_rows_complete(inspector)
     left_pending = await inspector.count_certificates(state="pending")
     stored = await inspector.count_certificates()
     assert stored == visible + left_pending  # whatever is not visible is pending
     for row in await inspector.rows(select(certificates.c.id, certificates.c.serial)
                                     .where(certificates.c.state == "pending")):
-        assert (await bank.get(0, f"/v1/certificates/{row.id}")).status_code == 404
+        assert (await bank.get(f"/v1/certificates/{row.id}")).status_code == 404
         status = (await bank.at(0).get(f"/v1/status/{row.serial}")).json()
         assert status["status"] == "unknown"
 
     # The restarted service works: one more issuance supersedes as usual.
-    again = await bank.issue(0, people[0])
+    again = await bank.issue(people[0])
     assert again.status_code == 201, again.text
     visible_after, _ = await _complete_and_single(bank, people[:1])
 
@@ -194,7 +184,7 @@ MARGIN = 4.0
 class Rig:
     pg: PgCluster
     server: Server
-    bank: RemoteBank
+    bank: Bank
     inspector: Inspector
     env: dict[str, str]
     data_dir: Path
@@ -214,7 +204,7 @@ async def rig(server_template: Path, tmp_path_factory: pytest.TempPathFactory
     base = tmp_path_factory.mktemp("outage")
     pg = PgCluster(bindir)
     server: Server | None = None
-    bank: RemoteBank | None = None
+    bank: Bank | None = None
     inspector = Inspector(pg.url)
     try:
         await asyncio.to_thread(pg.init)
@@ -227,9 +217,9 @@ async def rig(server_template: Path, tmp_path_factory: pytest.TempPathFactory
         server = Server("outage-server", env, base / "server.log")
         await asyncio.to_thread(server.start)
         await asyncio.to_thread(server.wait_ready)
-        bank = await RemoteBank.connect([server], data_dir, pg.url, "outage-bank")
+        bank = await remote_bank([server], data_dir, pg.url, "outage-bank")
         who = resident(70)
-        issued = await bank.issue(0, who)
+        issued = await bank.issue(who)
         assert issued.status_code == 201, issued.text
         yield Rig(pg, server, bank, inspector, env, data_dir, issued.json(), [who])
     finally:
@@ -269,20 +259,20 @@ class Load:
             who = resident(100 + n * 50 + round_ % 5)
             if who not in self.rig.people:
                 self.rig.people.append(who)
-            started = await self._timed(bank.post(0, "/v1/verifications", {
+            started = await self._timed(bank.post("/v1/verifications", {
                 "phone": who["phone"], "channel": "sms", "purpose": "issue"}))
-            await self._timed(bank.get(0, f"/v1/certificates/{self.rig.certificate['id']}"))
+            await self._timed(bank.get(f"/v1/certificates/{self.rig.certificate['id']}"))
             if started is None or started.status_code != 201:
                 await asyncio.sleep(0.05)
                 continue
             messages = await bank.at(0).get("/sandbox/messages", params={"phone": who["phone"]})
             code = messages.json()[0]["code"]
             vid = started.json()["id"]
-            confirmed = await self._timed(bank.post(
-                0, f"/v1/verifications/{vid}/confirm", {"code": code}))
+            confirmed = await self._timed(bank.post(f"/v1/verifications/{vid}/confirm",
+                                                    {"code": code}))
             if confirmed is None or confirmed.status_code != 200:
                 continue
-            issued = await self._timed(bank.post(0, "/v1/certificates", issue_body(who, vid)))
+            issued = await self._timed(bank.post("/v1/certificates", issue_body(who, vid)))
             if issued is not None and issued.status_code == 201:
                 self.created.add(issued.json()["id"])
 
@@ -296,17 +286,17 @@ async def _probe(rig: Rig, only: tuple[str, ...] = ()
     bank, cert = rig.bank, rig.certificate
     calls: list[tuple[str, Callable[[], Awaitable[httpx.Response]]]] = [
         ("readyz", lambda: bank.at(0).get("/readyz")),
-        ("get", lambda: bank.get(0, f"/v1/certificates/{cert['id']}")),
-        ("lookup", lambda: bank.post(0, "/v1/certificates/lookup",
+        ("get", lambda: bank.get(f"/v1/certificates/{cert['id']}")),
+        ("lookup", lambda: bank.post("/v1/certificates/lookup",
                                      {"rrn": rig.people[0]["rrn"]})),
-        ("verification", lambda: bank.post(0, "/v1/verifications", {
+        ("verification", lambda: bank.post("/v1/verifications", {
             "phone": rig.people[0]["phone"], "channel": "sms", "purpose": "issue"})),
-        ("issue", lambda: bank.post(0, "/v1/certificates", issue_body(
+        ("issue", lambda: bank.post("/v1/certificates", issue_body(
             rig.people[0], "00000000-0000-4000-8000-000000000000"))),
-        ("revoke", lambda: bank.post(0, f"/v1/certificates/{cert['id']}/revoke",
+        ("revoke", lambda: bank.post(f"/v1/certificates/{cert['id']}/revoke",
                                      {"pin": "480213"})),
         ("status", lambda: bank.at(0).get(f"/v1/status/{cert['serial']}")),
-        ("idempotent", lambda: bank.post(0, "/v1/verifications", {
+        ("idempotent", lambda: bank.post("/v1/verifications", {
             "phone": rig.people[0]["phone"], "channel": "sms"},
             {"Idempotency-Key": f"outage-{time.monotonic_ns()}"})),
     ]
@@ -346,7 +336,7 @@ async def _wait_recovered(rig: Rig, limit: float = 45.0) -> float:
 async def _nothing_half_written(rig: Rig, load: Load) -> tuple[int, int]:
     await _stored_rows_complete(rig.inspector)
     for certificate_id in load.created:  # every 201 the banks got is there, whole
-        got = await rig.bank.get(0, f"/v1/certificates/{certificate_id}")
+        got = await rig.bank.get(f"/v1/certificates/{certificate_id}")
         assert got.status_code == 200 and got.json()["certificate_pem"]
     visible, _active = await _complete_and_single(rig.bank, rig.people)
     pending = await rig.inspector.count_certificates(state="pending")
@@ -355,7 +345,7 @@ async def _nothing_half_written(rig: Rig, load: Load) -> tuple[int, int]:
 
 async def _issue_after_recovery(rig: Rig) -> None:
     who = resident(99)
-    issued = await rig.bank.issue(0, who)
+    issued = await rig.bank.issue(who)
     assert issued.status_code == 201, issued.text
     rig.people.append(who)
 

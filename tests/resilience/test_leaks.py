@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import logging
 import re
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from app.logs import JsonFormatter
 from app.pki.keys import private_key_to_der
 from app.storage.ops_tables import idempotency_keys
-from tests.conftest import Bank, Service, database_bytes, person
 from tests.resilience.conftest import report
+from tests.support.app import Service, database_bytes, recording
+from tests.support.bank import Bank
+from tests.support.people import person
 
 PIN, NEW_PIN, OTHER_PIN = "583016", "740295", "316847"
 WRONG_PINS = ["480213", "617350", "905172", "264039", "851406"]
@@ -146,32 +145,14 @@ async def _flows(service: Service, bank: Bank, secrets: dict[str, list[str]],
 
 async def test_no_secret_in_logs_replies_or_database(service: Service, bank: Bank,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    replies: list[bytes] = []
-
-    async def record(response: Any) -> None:
-        if not str(response.request.url.path).startswith("/sandbox"):
-            await response.aread()
-            replies.append(response.content)
-
-    service.http.event_hooks["response"].append(record)
     secrets: dict[str, list[str]] = {
         "pin": [PIN, NEW_PIN, OTHER_PIN, *WRONG_PINS], "otp": [], "rrn": [], "sad": [],
         "client": [bank.client_secret, bank.token]}
     keys: list[bytes] = []
-    try:
+    with recording(service, caplog) as seen:
         logging.getLogger("tests.leaks").debug("leak test: DEBUG is captured")
         await _flows(service, bank, secrets, keys)
-    finally:
-        root.removeHandler(handler)
-        service.http.event_hooks["response"].remove(record)
-
-    logs = (stream.getvalue() + caplog.text).encode()
+    logs, replies = seen.logs(), seen.replies
     # The capture works, at DEBUG, through the JSON formatter too.
     assert b"certificate issued" in logs and b'"level": "debug"' in logs
     assert logging.getLogger().getEffectiveLevel() == logging.DEBUG

@@ -37,8 +37,10 @@ from app.services import csc
 from app.services.secrets import LocalChainKey, load_secrets
 from app.storage.idempotency import ReplyKeys
 from app.storage.ops_tables import audit_events, idempotency_keys
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster, report
-from tests.resilience.servers import RemoteBank, resident, settings_for
+from tests.resilience.conftest import Cluster, report, running_cluster
+from tests.support.bank import Bank
+from tests.support.people import resident
+from tests.support.processes import settings_for
 
 PIN, NEW_PIN = "583016", "740295"
 WRONG_PINS = ["480213", "617350", "905172", "264039"]
@@ -52,12 +54,9 @@ PIN_FIELDS = ("pin", "new_pin", "PIN", "OTP")  # the API contract's PIN-bearing 
 async def cluster(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[Cluster]:
     """One server at DEBUG, so that whatever it might log is in the attacker's hands."""
-    opened = await open_cluster(tmp_path_factory.mktemp("pin-oracles"), server_template, 1,
-                                CERTCLOUD_LOG_LEVEL="DEBUG")
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("pin-oracles"), server_template, 1,
+                               CERTCLOUD_LOG_LEVEL="DEBUG") as opened:
         yield opened
-    finally:
-        await close_cluster(opened)
 
 
 def found_encoded(secret: str, haystack: bytes) -> bool:
@@ -194,7 +193,7 @@ def _pins_of(raw: bytes) -> bytes:
 class Recorder:
     """Sends the requests as raw JSON (so the attacker knows the exact bytes)."""
 
-    def __init__(self, bank: RemoteBank) -> None:
+    def __init__(self, bank: Bank) -> None:
         self.bank = bank
         self.sent: list[Sent] = []
 
@@ -213,7 +212,7 @@ class Recorder:
 async def _flows(cluster: Cluster, record: Recorder) -> list[str]:
     """The PIN-bearing requests; returns the SADs handed out (to open their rows)."""
     bank, holder = record.bank, resident(301)
-    proof = await bank.verified(0, holder["phone"])
+    proof = await bank.verified(holder["phone"])
     issued = await record.post("/v1/certificates", {
         "verification_id": proof, "person": holder, "terms_accepted": True,
         "bank_checks": {"account_password_verified": True, "contact_confirmed": True},
@@ -233,7 +232,7 @@ async def _flows(cluster: Cluster, record: Recorder) -> list[str]:
         assert reply.status_code == (200 if pin == PIN else 400), reply.text
         if pin == PIN:
             sads.append(reply.json()["SAD"])
-    signed = await bank.post(0, "/csc/v1/signatures/signHash", {
+    signed = await bank.post("/csc/v1/signatures/signHash", {
         "credentialID": cert, "SAD": sads[0], "hash": [DIGEST], "signAlgo": ECDSA_SHA256})
     assert signed.status_code == 200, signed.text  # sads[1] stays unused, its row sealed
     change = f"/v1/certificates/{cert}/pin"
@@ -328,14 +327,14 @@ async def test_no_stored_or_logged_value_tests_a_pin_cheaper_than_argon2id(
     assert bank.seen.server_errors == 0, bank.seen.errors
 
 
-async def _tries(bank: RemoteBank, cert: str) -> int:
-    return int((await bank.get(0, f"/v1/certificates/{cert}")).json()["remaining_pin_attempts"])
+async def _tries(bank: Bank, cert: str) -> int:
+    return int((await bank.get(f"/v1/certificates/{cert}")).json()["remaining_pin_attempts"])
 
 
 async def test_replayed_keys_answer_every_pin_guess_alike(cluster: Cluster) -> None:
     bank = await cluster.bank("oracle-online-bank")
     holder = resident(302)
-    issued = await bank.issue(0, holder, pin=PIN)
+    issued = await bank.issue(holder, pin=PIN)
     assert issued.status_code == 201, issued.text
     cert = issued.json()["id"]
     guesses = [*GUESSES[:7], PIN, *GUESSES[7:]]
@@ -351,12 +350,12 @@ async def test_replayed_keys_answer_every_pin_guess_alike(cluster: Cluster) -> N
         wrong_status = 400 if path.startswith("/csc/") else 403
         for n, first_pin in enumerate((PIN, WRONG_PINS[0])):
             key = {"Idempotency-Key": f"online-{path.rsplit('/', 1)[-1]}-{n}"}
-            first = await bank.post(0, path, body(first_pin), key)
+            first = await bank.post(path, body(first_pin), key)
             assert first.status_code == (200 if first_pin == PIN else wrong_status), first.text
             tries = await _tries(bank, cert)
             events = len(await cluster.inspector.rows(
                 select(audit_events.c.seq).where(audit_events.c.action == "pin_check")))
-            replies = [await bank.post(0, path, body(guess), key) for guess in guesses]
+            replies = [await bank.post(path, body(guess), key) for guess in guesses]
             answered += len(replies)
             for guess, reply in zip(guesses, replies, strict=True):
                 assert reply.status_code == first.status_code, (path, guess, reply.text)
@@ -368,10 +367,10 @@ async def test_replayed_keys_answer_every_pin_guess_alike(cluster: Cluster) -> N
             assert len(await cluster.inspector.rows(
                 select(audit_events.c.seq).where(audit_events.c.action == "pin_check"))) == events
         # The right PIN on a fresh key still works, and a wrong one is still counted.
-        fresh = await bank.post(0, path, body(PIN), {"Idempotency-Key": f"fresh-{path}"})
+        fresh = await bank.post(path, body(PIN), {"Idempotency-Key": f"fresh-{path}"})
         assert fresh.status_code == 200, fresh.text
     assert await _tries(bank, cert) == 5
-    counted = await bank.post(0, cases[0][0], cases[0][1](WRONG_PINS[1]))
+    counted = await bank.post(cases[0][0], cases[0][1](WRONG_PINS[1]))
     assert counted.status_code == 403 and await _tries(bank, cert) == 4
     report("pin_oracles.online", guesses_per_key=len(guesses), keys=4, answered=answered,
            distinct_replies_per_key=1)

@@ -19,10 +19,11 @@ import pytest
 
 from app.main import create_app
 from app.settings import Argon2Settings, Settings
-from tests.conftest import BACKEND, Bank, FixedClock, Service, make_bank, person
 from tests.resilience.conftest import report
+from tests.support.app import BACKEND, FixedClock, Service
+from tests.support.bank import Bank, make_bank
+from tests.support.people import PIN, person
 
-PIN = "902714"
 CONCURRENT = 8
 
 

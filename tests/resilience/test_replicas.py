@@ -19,9 +19,11 @@ from sqlalchemy import func, select
 
 from app.storage.csc_tables import csc_sads
 from app.storage.tables import certificates, verifications
-from tests.conftest import BACKEND
 from tests.resilience.conftest import Cluster, report
-from tests.resilience.servers import PIN, RemoteBank, audit_verify, issue_body, resident
+from tests.support.app import BACKEND
+from tests.support.bank import Bank, issue_body
+from tests.support.people import PIN, resident
+from tests.support.processes import audit_verify
 
 pytestmark = [
     pytest.mark.postgres,
@@ -39,13 +41,13 @@ def _statuses(replies: list[httpx.Response]) -> list[int]:
     return sorted(r.status_code for r in replies)
 
 
-def _assert_no_5xx(*banks: RemoteBank) -> None:
+def _assert_no_5xx(*banks: Bank) -> None:
     for bank in banks:
         assert bank.seen.server_errors == 0, bank.seen.errors
 
 
-async def _issued(bank: RemoteBank, index: int, who: dict[str, str]) -> dict[str, Any]:
-    reply = await bank.issue(index, who)
+async def _issued(bank: Bank, index: int, who: dict[str, str]) -> dict[str, Any]:
+    reply = await bank.on(index).issue(who)
     assert reply.status_code == 201, reply.text
     return dict(reply.json())
 
@@ -57,8 +59,8 @@ async def test_concurrent_issuances_for_one_person(replicas: Cluster) -> None:
     proofs = await bank.verified_many(who["phone"], per_bank)
     proofs_other = await other.verified_many(who["phone"], per_bank)
     replies = await asyncio.gather(
-        *[bank.post(i, "/v1/certificates", issue_body(who, v)) for i, v in enumerate(proofs)],
-        *[other.post(i + 1, "/v1/certificates", issue_body(who, v))
+        *[bank.on(i).post("/v1/certificates", issue_body(who, v)) for i, v in enumerate(proofs)],
+        *[other.on(i + 1).post("/v1/certificates", issue_body(who, v))
           for i, v in enumerate(proofs_other)])
     statuses = _statuses(list(replies))
     assert set(statuses) <= {201, 409}, [r.text for r in replies if r.status_code != 201]
@@ -70,7 +72,7 @@ async def test_concurrent_issuances_for_one_person(replicas: Cluster) -> None:
     assert created >= 1
 
     for index in (0, 1):  # both replicas see the same end state
-        found = (await bank.post(index, "/v1/certificates/lookup", {"rrn": who["rrn"]})).json()
+        found = (await bank.on(index).post("/v1/certificates/lookup", {"rrn": who["rrn"]})).json()
         assert found["count"] == created  # no pending (half-written) row is visible
         active = [c for c in found["data"] if c["status"] == "active"]
         assert len(active) == 1
@@ -88,16 +90,16 @@ async def test_concurrent_issuances_for_one_person(replicas: Cluster) -> None:
            server_errors=bank.seen.server_errors + other.seen.server_errors)
 
 
-async def _wrong_pin_storm(bank: RemoteBank, certificate_id: str, count: int
+async def _wrong_pin_storm(bank: Bank, certificate_id: str, count: int
                            ) -> list[httpx.Response]:
     digest = base64.b64encode(hashlib.sha256(b"wrong pin storm").digest()).decode()
     calls = []
     for i in range(count):
         if i % 2:
-            calls.append(bank.post(i, f"/v1/certificates/{certificate_id}/pin",
+            calls.append(bank.on(i).post(f"/v1/certificates/{certificate_id}/pin",
                                    {"pin": WRONG_PIN, "new_pin": NEW_PIN}))
         else:
-            calls.append(bank.post(i, f"/v1/certificates/{certificate_id}/signatures",
+            calls.append(bank.on(i).post(f"/v1/certificates/{certificate_id}/signatures",
                                    {"pin": WRONG_PIN, "digest": digest, "format": "raw"}))
     return list(await asyncio.gather(*calls))
 
@@ -120,16 +122,16 @@ async def test_concurrent_wrong_pins_never_count_past_five(replicas: Cluster) ->
         select(certificates.c.wrong_pins).where(certificates.c.id == certificate["id"]))
     assert wrong_pins == 5
     for index in (0, 1):
-        state = (await bank.get(index, f"/v1/certificates/{certificate['id']}")).json()
+        state = (await bank.on(index).get(f"/v1/certificates/{certificate['id']}")).json()
         assert state["locked"] is True
 
     # Locked means locked, on every replica: even the right PIN is refused.
-    right = await bank.post(1, f"/v1/certificates/{certificate['id']}/pin",
+    right = await bank.on(1).post(f"/v1/certificates/{certificate['id']}/pin",
                             {"pin": PIN, "new_pin": NEW_PIN})
     assert right.status_code == 423
     # A fresh phone verification unlocks it (the PIN stays).
-    proof = await bank.verified(0, who["phone"], "unlock")
-    unlocked = await bank.post(1, f"/v1/certificates/{certificate['id']}/unlock",
+    proof = await bank.verified(who["phone"], "unlock")
+    unlocked = await bank.on(1).post(f"/v1/certificates/{certificate['id']}/unlock",
                                {"verification_id": proof})
     assert unlocked.status_code == 200 and unlocked.json()["locked"] is False
     _assert_no_5xx(bank)
@@ -143,11 +145,11 @@ async def test_one_verification_used_twice_at_once(replicas: Cluster) -> None:
     rounds, won, lost = 6, 0, 0
     for n in range(rounds):
         who = resident(10 + n)
-        proof = await bank.verified(n, who["phone"])
+        proof = await bank.on(n).verified(who["phone"])
         replies = await asyncio.gather(
-            bank.post(0, "/v1/certificates", issue_body(who, proof)),
-            bank.post(1, "/v1/certificates", issue_body(who, proof)),
-            bank.post(n, "/v1/certificates", issue_body(who, proof)))
+            bank.post("/v1/certificates", issue_body(who, proof)),
+            bank.on(1).post("/v1/certificates", issue_body(who, proof)),
+            bank.on(n).post("/v1/certificates", issue_body(who, proof)))
         statuses = _statuses(list(replies))
         assert statuses == [201, 409, 409], [r.text for r in replies]
         for reply in replies:
@@ -172,12 +174,12 @@ async def test_one_csc_sad_used_twice_at_once(replicas: Cluster) -> None:
     rounds, per_round, ok, refused = 5, 4, 0, 0
     for n in range(rounds):
         hashes = [base64.b64encode(hashlib.sha256(f"doc {n}".encode()).digest()).decode()]
-        authorized = await bank.post(n, "/csc/v1/credentials/authorize", {
+        authorized = await bank.on(n).post("/csc/v1/credentials/authorize", {
             "credentialID": certificate["id"], "numSignatures": 1, "hash": hashes, "PIN": PIN})
         assert authorized.status_code == 200, authorized.text
         sad = authorized.json()["SAD"]
         replies = await asyncio.gather(*[
-            bank.post(i, "/csc/v1/signatures/signHash", {
+            bank.on(i).post("/csc/v1/signatures/signHash", {
                 "credentialID": certificate["id"], "SAD": sad, "hash": hashes,
                 "signAlgo": ECDSA_SHA256}) for i in range(per_round)])
         statuses = _statuses(list(replies))
@@ -204,15 +206,15 @@ async def test_concurrent_revocations(replicas: Cluster) -> None:
     # are in flight at once (the lockout's own race is tested above).
     proofs = await bank.verified_many(who["phone"], 4, "revoke")
     reasons = ["unspecified", "key_compromise", "unspecified", "affiliation_changed"]
-    calls = [bank.post(i, f"/v1/certificates/{certificate['id']}/revoke",
+    calls = [bank.on(i).post(f"/v1/certificates/{certificate['id']}/revoke",
                        {"pin": PIN, "reason": reasons[i]}) for i in range(4)]
-    calls += [bank.post(i + 1, f"/v1/certificates/{certificate['id']}/revoke",
+    calls += [bank.on(i + 1).post(f"/v1/certificates/{certificate['id']}/revoke",
                         {"verification_id": proof, "reason": reasons[i]})
               for i, proof in enumerate(proofs)]
     replies = await asyncio.gather(*calls)
     assert {r.status_code for r in replies} == {200}, [r.text for r in replies]
     assert len({r.json()["revoked_at"] for r in replies}) == 1
-    final = (await bank.get(1, f"/v1/certificates/{certificate['id']}")).json()
+    final = (await bank.on(1).get(f"/v1/certificates/{certificate['id']}")).json()
     assert final["status"] == "revoked" and final["revocation_reason"] == "key_compromise"
     revoked_at = await replicas.inspector.scalar(
         select(func.count(func.distinct(certificates.c.revoked_at)))
@@ -236,7 +238,7 @@ async def test_same_idempotency_key_at_once(replicas: Cluster) -> None:
     # Starting a verification (an SMS costs money): one SMS, whoever wins.
     key = {"Idempotency-Key": "resilience-verification-40"}
     body = {"phone": who["phone"], "channel": "sms", "purpose": "issue"}
-    started = await asyncio.gather(*[bank.post(i, "/v1/verifications", body, key)
+    started = await asyncio.gather(*[bank.on(i).post("/v1/verifications", body, key)
                                      for i in range(copies)])
     assert set(_statuses(list(started))) <= {201, 409}, [r.text for r in started]
     ids = {r.json()["id"] for r in started if r.status_code == 201}
@@ -250,10 +252,10 @@ async def test_same_idempotency_key_at_once(replicas: Cluster) -> None:
             assert reply.json()["code"] == "idempotency_in_progress"
 
     # Issuing: one certificate, whoever wins; the rest replay it or are told to retry.
-    proof = await bank.verified(0, who["phone"])
+    proof = await bank.verified(who["phone"])
     key = {"Idempotency-Key": "resilience-issue-40"}
     replies = await asyncio.gather(*[
-        bank.post(i, "/v1/certificates", issue_body(who, proof), key) for i in range(copies)])
+        bank.on(i).post("/v1/certificates", issue_body(who, proof), key) for i in range(copies)])
     assert set(_statuses(list(replies))) <= {201, 409}, [r.text for r in replies]
     created = {r.json()["id"] for r in replies if r.status_code == 201}
     assert len(created) == 1
@@ -261,10 +263,10 @@ async def test_same_idempotency_key_at_once(replicas: Cluster) -> None:
         if reply.status_code == 409:
             assert reply.json()["code"] == "idempotency_in_progress"
     conflicts += sum(r.status_code == 409 for r in replies)
-    retry = await bank.post(1, "/v1/certificates", issue_body(who, proof), key)
+    retry = await bank.on(1).post("/v1/certificates", issue_body(who, proof), key)
     assert retry.status_code == 201 and retry.json()["id"] in created
     assert retry.headers.get("idempotent-replayed") == "true"
-    found = (await bank.post(0, "/v1/certificates/lookup", {"rrn": who["rrn"]})).json()
+    found = (await bank.post("/v1/certificates/lookup", {"rrn": who["rrn"]})).json()
     assert found["count"] == 1
     _assert_no_5xx(bank)
     report("replicas.idempotency", tried=2 * copies, servers=2, executed=2,

@@ -27,9 +27,10 @@ from app.main import create_app
 from app.openapi_doc import current_document
 from app.routers.problem_catalog import ROUTE_CODES
 from app.services.auth import BANK_SCOPES, Scope
-from tests.conftest import Bank, Service, make_bank, make_settings, truncate_all
 from tests.resilience.conftest import report
-from tests.resilience.servers import create_client
+from tests.support.app import Service, make_settings, truncate_all
+from tests.support.bank import Bank, make_bank
+from tests.support.processes import create_client
 
 EXAMPLES_PER_OPERATION = 20
 TIME_BUDGET_SECONDS = 45.0  # past it, the remaining operations run one example each

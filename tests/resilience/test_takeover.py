@@ -14,8 +14,10 @@ import pytest
 from cryptography import x509
 
 from app.services.secrets import load_secrets
-from tests.resilience.conftest import Cluster, close_cluster, open_cluster
-from tests.resilience.servers import PIN, RemoteBank, resident, settings_for
+from tests.resilience.conftest import Cluster, running_cluster
+from tests.support.bank import Bank
+from tests.support.people import PIN, resident
+from tests.support.processes import settings_for
 
 ATTACKER_PIN = "480271"
 VICTIM_NEW_PIN = "730519"
@@ -24,14 +26,11 @@ VICTIM_NEW_PIN = "730519"
 @pytest.fixture(scope="module")
 async def server(server_template: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> AsyncIterator[Cluster]:
-    cluster = await open_cluster(tmp_path_factory.mktemp("takeover"), server_template, 1)
-    try:
+    async with running_cluster(tmp_path_factory.mktemp("takeover"), server_template, 1) as cluster:
         yield cluster
-    finally:
-        await close_cluster(cluster)
 
 
-async def _notices(bank: RemoteBank, phone: str) -> list[dict[str, Any]]:
+async def _notices(bank: Bank, phone: str) -> list[dict[str, Any]]:
     messages = (await bank.at(0).get("/sandbox/messages", params={"phone": phone})).json()
     return [m for m in messages if m["code"] is None]
 
@@ -44,14 +43,14 @@ async def test_a_takeover_is_told_and_the_victim_takes_the_identity_back(
     victim = resident(401)
     attacker_phone = "+821099990401"
 
-    issued = await bank_a.issue(0, victim)
+    issued = await bank_a.issue(victim)
     assert issued.status_code == 201, issued.text
     before = len(await _notices(bank_a, victim["phone"]))
     assert before == 1  # the issuance itself was told
 
     # Bank B: the victim's RRN, a name and a phone of its own choosing, its own PIN.
     forged = {**victim, "name": "임꺽정", "phone": attacker_phone}
-    taken = await bank_b.issue(0, forged, pin=ATTACKER_PIN)
+    taken = await bank_b.issue(forged, pin=ATTACKER_PIN)
     assert taken.status_code == 201, taken.text
     assert taken.json()["replaces_id"] == issued.json()["id"]
 
@@ -63,7 +62,7 @@ async def test_a_takeover_is_told_and_the_victim_takes_the_identity_back(
 
     # 2. The audit trail holds the contact change, by HMACs only.
     secrets_ = load_secrets(settings_for(server.data_dir, server.database_url))
-    events = (await auditor.get(0, "/v1/audit?limit=1000")).json()["data"]
+    events = (await auditor.get("/v1/audit?limit=1000")).json()["data"]
     changes = [e for e in events if e["action"] == "contact_change"]
     assert len(changes) == 1
     change = changes[0]
@@ -77,11 +76,11 @@ async def test_a_takeover_is_told_and_the_victim_takes_the_identity_back(
         assert clear not in trail
 
     # 3. The victim, at bank A, reissues the active certificate with the previous phone.
-    found = await bank_a.post(0, "/v1/certificates/lookup", {"rrn": victim["rrn"]})
+    found = await bank_a.post("/v1/certificates/lookup", {"rrn": victim["rrn"]})
     active = [c for c in found.json()["data"] if c["status"] == "active"]
     assert [c["id"] for c in active] == [taken.json()["id"]]
-    verification_id = await bank_a.verified(0, victim["phone"], purpose="reissue")
-    back = await bank_a.post(0, f"/v1/certificates/{active[0]['id']}/reissue",
+    verification_id = await bank_a.verified(victim["phone"], purpose="reissue")
+    back = await bank_a.post(f"/v1/certificates/{active[0]['id']}/reissue",
                              {"verification_id": verification_id, "pin": VICTIM_NEW_PIN})
     assert back.status_code == 201, back.text
     assert back.json()["replaces_id"] == taken.json()["id"]
@@ -92,8 +91,8 @@ async def test_a_takeover_is_told_and_the_victim_takes_the_identity_back(
     assert "Alpha Bank" in attacker_told[0]["text"]
     assert "30일" not in attacker_told[0]["text"]  # the way back is the victim's alone
     # The record is the victim's again: a further reissue with the victim's phone works.
-    again = await bank_a.verified(0, victim["phone"], purpose="reissue")
-    once_more = await bank_a.post(0, f"/v1/certificates/{back.json()['id']}/reissue",
+    again = await bank_a.verified(victim["phone"], purpose="reissue")
+    once_more = await bank_a.post(f"/v1/certificates/{back.json()['id']}/reissue",
                                   {"verification_id": again, "pin": PIN})
     assert once_more.status_code == 201, once_more.text
     for bank in (bank_a, bank_b, auditor):

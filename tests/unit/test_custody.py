@@ -17,36 +17,37 @@ from app.pki.keys import (
 )
 from app.services.custody import KeyCustody, key_binding
 from app.storage.local_keyring import LocalKeyRing
+from tests.support.people import PIN
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 CHEAP = KdfParams(time_cost=1, memory_kib=1024, parallelism=1)
 
 
 def test_pin_layer_round_trip_and_wrong_pin() -> None:
-    blob = seal_with_pin(b"key material", "902714", CHEAP, b"cert-1")
+    blob = seal_with_pin(b"key material", PIN, CHEAP, b"cert-1")
     assert b"key material" not in blob and b"902714" not in blob
-    assert open_with_pin(blob, "902714", b"cert-1") == b"key material"
+    assert open_with_pin(blob, PIN, b"cert-1") == b"key material"
     with pytest.raises(WrongPin):
         open_with_pin(blob, "902715", b"cert-1")
     with pytest.raises(WrongPin):  # bound to its certificate
-        open_with_pin(blob, "902714", b"cert-2")
+        open_with_pin(blob, PIN, b"cert-2")
 
 
 def test_pin_layer_keeps_its_parameters() -> None:
     strong = KdfParams(time_cost=2, memory_kib=2048, parallelism=2)
-    blob = seal_with_pin(b"k", "902714", strong, b"")
-    assert open_with_pin(blob, "902714", b"") == b"k"  # no settings needed to open
+    blob = seal_with_pin(b"k", PIN, strong, b"")
+    assert open_with_pin(blob, PIN, b"") == b"k"  # no settings needed to open
     tampered = bytearray(blob)
     tampered[7] ^= 1  # the time cost in the header is authenticated
     with pytest.raises((WrongPin, ValueError)):
-        open_with_pin(bytes(tampered), "902714", b"")
+        open_with_pin(bytes(tampered), PIN, b"")
 
 
 def test_pin_layer_rejects_garbage() -> None:
     with pytest.raises(ValueError):
-        open_with_pin(b"short", "902714", b"")
+        open_with_pin(b"short", PIN, b"")
     with pytest.raises(ValueError):
-        open_with_pin(b"XXXX" + bytes(60), "902714", b"")
+        open_with_pin(b"XXXX" + bytes(60), PIN, b"")
 
 
 async def test_key_ring_rotation_first_wraps_all_unwrap(tmp_path: Path) -> None:
@@ -80,9 +81,9 @@ async def test_sealed_key_needs_both_locks(tmp_path: Path) -> None:
     ring = LocalKeyRing.load(path)
     custody = KeyCustody(ring, CHEAP)
     key = generate_user_key("rsa2048")
-    key_id, blob = await custody.seal(key, "902714", "cert-1")
+    key_id, blob = await custody.seal(key, PIN, "cert-1")
     assert private_key_to_der(key) not in blob
-    opened = await custody.open("cert-1", key_id, blob, "902714")
+    opened = await custody.open("cert-1", key_id, blob, PIN)
     assert private_key_to_der(opened) == private_key_to_der(key)
     # The master key alone opens only the outer layer: the inner one still wants the PIN.
     inner = await ring.unwrap(key_id, blob, key_binding("cert-1"))

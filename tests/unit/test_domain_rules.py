@@ -31,16 +31,11 @@ from app.domain.verification import (
     VerificationStatus,
     normalize_phone,
 )
+from tests.support.people import digits_as
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 PHONE = "+821055550001"
 BANK = "cc_bank"
-
-
-def _digits(ascii_digits: str, zero: int) -> str:
-    """The same number in another script's digits (0xFF10 fullwidth, 0x0660 Arabic-Indic,
-    0x0966 Devanagari): str.isdigit() and int() take them, an ASCII-only rule must not."""
-    return "".join(chr(zero + int(c)) if c.isdigit() else c for c in ascii_digits)
 
 
 def _verification(**changes: object) -> Verification:
@@ -190,7 +185,7 @@ def test_phone_is_normalized_to_e164(given: str, normal: str) -> None:
     "", "01055550001", "821055550001", "+0821055550001", "+8210", "+1234567",
     "+82105555000112345", "+82(10)55550001", "+82.10.5555.0001", "tel:+821055550001",
     "+821055550001\n", "+821055550001\x00", "\t+821055550001",
-    "+82" + _digits("1055550001", 0xFF10), "+" + _digits("821055550001", 0x0660),
+    "+82" + digits_as("1055550001", 0xFF10), "+" + digits_as("821055550001", 0x0660),
 ])
 def test_phone_not_in_e164_is_refused(phone: str) -> None:
     with pytest.raises(InvalidInput) as caught:

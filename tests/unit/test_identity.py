@@ -15,14 +15,9 @@ from app.domain.identity import (
     check_pin_format,
     parse_rrn,
 )
+from tests.support.people import PIN, digits_as
 
 TODAY = date(2026, 11, 25)
-
-
-def _digits(ascii_digits: str, zero: int) -> str:
-    """The same number in another script's digits (0xFF10 fullwidth, 0x0660 Arabic-Indic,
-    0x0966 Devanagari): str.isdigit() and int() take them, an ASCII-only rule must not."""
-    return "".join(chr(zero + int(c)) if c.isdigit() else c for c in ascii_digits)
 
 
 def _rrn_error(value: object, today: date = TODAY) -> InvalidInput:
@@ -56,10 +51,10 @@ def test_rrn_wrong_shape_is_refused(value: str) -> None:
 
 
 @pytest.mark.parametrize("value", [
-    _digits("900101", 0xFF10) + "-1234567",  # fullwidth digits
-    "900101-1" + _digits("234567", 0xFF10),
-    _digits("900101", 0x0660) + "-1234567",  # Arabic-Indic digits
-    _digits("900101", 0x0966) + "1234567",  # Devanagari digits
+    digits_as("900101", 0xFF10) + "-1234567",  # fullwidth digits
+    "900101-1" + digits_as("234567", 0xFF10),
+    digits_as("900101", 0x0660) + "-1234567",  # Arabic-Indic digits
+    digits_as("900101", 0x0966) + "1234567",  # Devanagari digits
 ])
 def test_rrn_non_ascii_digits_are_refused(value: str) -> None:
     # int() accepts these, and they would hash to a different lookup key than the ASCII form.
@@ -158,7 +153,7 @@ def _pin_error(pin: object, code: str, born: date | None = None) -> None:
     assert caught.value.code == code, caught.value.detail
 
 
-@pytest.mark.parametrize("pin", ["902714", "417093", "583920", "135790", "120934", "012346"])
+@pytest.mark.parametrize("pin", [PIN, "417093", "583920", "135790", "120934", "012346"])
 def test_good_pins_pass(pin: str) -> None:
     assert check_pin(pin, is_birth_pattern=birth_date_patterns(BORN).__contains__) == pin
 
@@ -166,14 +161,14 @@ def test_good_pins_pass(pin: str) -> None:
 @pytest.mark.parametrize("pin", [
     "", "12345", "1234567", "9027145", "90271", "90271a", "abcdef", " 90271", "902 714",
     "902714 ", " 902714", "+90271", "-90271", "90.714", "9027.4", "90271\n", "902714\n",
-    "\n902714", "902714\x00", _digits("902714", 0xFF10), _digits("902714", 0x0660),
-    _digits("902714", 0x0966),
+    "\n902714", "902714\x00", digits_as(PIN, 0xFF10), digits_as(PIN, 0x0660),
+    digits_as(PIN, 0x0966),
 ])
 def test_pin_not_exactly_six_ascii_digits_is_pin_format(pin: str) -> None:
     _pin_error(pin, "pin_format")
 
 
-@pytest.mark.parametrize("pin", [902714, 902714.0, None, b"902714", ["902714"], True])
+@pytest.mark.parametrize("pin", [902714, 902714.0, None, b"902714", [PIN], True])
 def test_pin_not_a_string_is_pin_format(pin: object) -> None:
     _pin_error(pin, "pin_format")
 

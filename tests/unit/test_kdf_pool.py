@@ -17,7 +17,8 @@ from app.pki.keys import KdfParams, generate_user_key, private_key_to_der
 from app.services.custody import KeyCustody
 from app.services.kdf_pool import KdfPool, core_count
 from app.storage.local_keyring import LocalKeyRing
-from tests.conftest import START
+from tests.support.app import START
+from tests.support.people import PIN
 
 CHEAP = KdfParams(1, 64, 1)
 LIVENESS = 60.0  # seconds: a hang fails the test, not a slow machine
@@ -43,8 +44,8 @@ async def test_pin_kdf_runs_while_the_default_executor_is_saturated(
     custody = KeyCustody(LocalKeyRing.load(tmp_path / "ring.json"), CHEAP)
     try:
         key = generate_user_key("p256")
-        key_id, blob = await asyncio.wait_for(custody.seal(key, "902714", "cert-1"), LIVENESS)
-        opened = await asyncio.wait_for(custody.open("cert-1", key_id, blob, "902714"),
+        key_id, blob = await asyncio.wait_for(custody.seal(key, PIN, "cert-1"), LIVENESS)
+        opened = await asyncio.wait_for(custody.open("cert-1", key_id, blob, PIN),
                                         LIVENESS)
         assert private_key_to_der(opened) == private_key_to_der(key)
         assert not blocked.done()  # the default executor was still full all along

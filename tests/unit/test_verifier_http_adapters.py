@@ -57,6 +57,18 @@ def _twilio(handler: Handler) -> TwilioVoiceArs:
     )
 
 
+def _recording(status: int, body: dict[str, str]
+               ) -> tuple[list[httpx.Request], Handler]:
+    """A handler answering ``status`` with ``body``, and the requests it was sent."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, json=body)
+
+    return seen, handler
+
+
 def _assert_safe(exc: DependencyUnavailable, *secrets: str) -> None:
     text = f"{exc} {exc.detail} {exc!r}"
     for secret in (CODE, TEXT, *secrets):
@@ -75,11 +87,7 @@ SENS_OK = {
 
 
 async def test_sens_sends_documented_request() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(202, json=SENS_OK)
+    seen, handler = _recording(202, SENS_OK)
 
     await _sens(handler).send_sms(
         verification_id="ver_1", phone="+821012345678", text=TEXT, code=CODE
@@ -106,11 +114,7 @@ async def test_sens_sends_documented_request() -> None:
 
 
 async def test_sens_plain_service_id_path_and_signature() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(202, json=SENS_OK)
+    seen, handler = _recording(202, SENS_OK)
 
     sens = NaverSensSms(
         service_id="svc1",
@@ -245,11 +249,7 @@ TWILIO_OK = {
 
 
 async def test_twilio_places_documented_call() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(201, json=TWILIO_OK)
+    seen, handler = _recording(201, TWILIO_OK)
 
     await _twilio(handler).start_call(verification_id="ver 1/x", phone="+821012345678")
 
