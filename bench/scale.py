@@ -11,7 +11,10 @@ For each ``--sizes`` entry N, in a throw-away PostgreSQL database (created and d
    (~3 % revoked), pre-signed OCSP rows for a fraction of them, used verifications, and audit
    events that continue the server's hash chain (so ``certcloud audit verify`` still passes);
    then ``ANALYZE``;
-3. ``certcloud serve --workers 2`` on that database is measured, op by op, with
+3. once every size is seeded, ``--rounds`` rounds go over the sizes (the order reversed
+   every other round, so the load of a shared machine drifts over all sizes alike), each
+   round starting ``certcloud serve --workers 2`` on one size's database and measuring it op
+   by op, with
    ``--concurrency`` requests in flight: ``ocsp_miss`` (POST /ocsp for a seeded serial with no
    stored response: row read, one signature, one store), ``ocsp_hit`` (a seeded serial whose
    pre-signed row is stored, asked once each, so it is the table and not the in-process map
@@ -49,6 +52,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -94,6 +98,11 @@ class OpResult:
     wall: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    cpu: float = float("nan")  # seconds of server + PostgreSQL backend CPU over the op
+
+    @property
+    def cpu_per_request(self) -> float:
+        return common.ratio(self.cpu, len(self.samples))
 
     @property
     def p50(self) -> float:
@@ -110,6 +119,7 @@ class OpResult:
     def as_dict(self) -> dict[str, Any]:
         return {"op": self.op, "n": len(self.samples), "p50_ms": self.p50 * 1000,
                 "p99_ms": self.p99 * 1000, "rps": self.rps, "errors": self.errors,
+                "cpu_ms_per_request": self.cpu_per_request * 1000,
                 "note": self.note}
 
 
@@ -146,23 +156,30 @@ def render_size(result: SizeResult) -> list[str]:
             continue
         errors = ", ".join(f"{k} x{v}" for k, v in sorted(op.errors.items())) or "-"
         rows.append([name, str(len(op.samples)), common.fmt_ms(op.p50), common.fmt_ms(op.p99),
-                     common.fmt_num(op.rps, 1), errors + (f" ({op.note})" if op.note else "")])
+                     common.fmt_num(op.rps, 1), common.fmt_ms(op.cpu_per_request),
+                     errors + (f" ({op.note})" if op.note else "")])
     lines = [f"size {result.size:,} rows per table (seeded in {result.seed_seconds:.0f} s; "
              f"database {gib(result.db_bytes_after)}, "
              f"{gib(result.bytes_per_million)} per million rows of each table)",
-             common.render_table(["op", "n", "p50 ms", "p99 ms", "req/s", "errors"], rows),
+             common.render_table(["op", "n", "p50 ms", "p99 ms", "req/s", "cpu ms/req", "errors"],
+                                 rows),
              "  table sizes: " + ", ".join(f"{t} {gib(b)}" for t, b in result.tables.items())]
     return lines
 
 
-def closing_line(results: Sequence[SizeResult]) -> str:
+def closing_line(results: Sequence[SizeResult], *, cpu: bool = False) -> str:
+    """Each op's p99 (or, with ``cpu``, its CPU per request) at the largest size over the
+    smallest size's."""
     small, large = min(results, key=lambda r: r.size), max(results, key=lambda r: r.size)
     parts = []
     for name in OPS:
         a, b = small.ops.get(name), large.ops.get(name)
-        value = common.ratio(b.p99, a.p99) if a and b else float("nan")
+        value = float("nan")
+        if a and b:
+            value = (common.ratio(b.cpu_per_request, a.cpu_per_request) if cpu
+                     else common.ratio(b.p99, a.p99))
         parts.append(f"{name}={common.fmt_num(value)}")
-    return "scale: " + " ".join(parts)
+    return ("cpu: " if cpu else "scale: ") + " ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,10 +463,57 @@ async def bootstrap(base_url: str, client_id: str, secret: str, dsn: str, signer
 # Measuring
 
 
+def _ticks(pid: int) -> tuple[int, int] | None:
+    """(process group, user + system ticks) of a process, from /proc (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return int(fields[2]), int(fields[11]) + int(fields[12])
+
+
+class CpuProbe:
+    """CPU of the server's process group (every worker) and of the PostgreSQL backends
+    connected to the database: what a request costs, far steadier than latency on a shared
+    machine, and including the database's side (where a table's size would show)."""
+
+    def __init__(self, pgid: int, dsn: str) -> None:
+        self.pgid, self.dsn = pgid, dsn
+
+    async def snapshot(self) -> dict[int, int]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            backends = [int(r["pid"]) for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")]
+        finally:
+            await conn.close()
+        out: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                got = _ticks(int(entry))
+                if got is not None and got[0] == self.pgid:
+                    out[int(entry)] = got[1]
+        for pid in backends:
+            got = _ticks(pid)
+            if got is not None:
+                out[pid] = got[1]
+        return out
+
+    @staticmethod
+    def seconds(before: dict[int, int], after: dict[int, int]) -> float:
+        ticks = sum(max(0, t - before.get(pid, 0)) for pid, t in after.items())
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def run_op(name: str, jobs: Sequence[Callable[[httpx.AsyncClient], Awaitable[str | None]]],
-                 base_url: str, concurrency: int) -> OpResult:
+                 base_url: str, concurrency: int, probe: CpuProbe | None = None) -> OpResult:
     """Run the jobs ``concurrency`` at a time; each returns None or an error label."""
     result = OpResult(name)
+    before = await probe.snapshot() if probe is not None else {}
     queue = iter(jobs)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=120.0, limits=limits) as client:
@@ -470,6 +534,8 @@ async def run_op(name: str, jobs: Sequence[Callable[[httpx.AsyncClient], Awaitab
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         result.wall = time.perf_counter() - started
+    if probe is not None:
+        result.cpu = CpuProbe.seconds(before, await probe.snapshot())
     return result
 
 
@@ -479,19 +545,56 @@ def status_of(resp: httpx.Response, *ok: int) -> str | None:
     return f"HTTP {resp.status_code} {common.problem_code(resp)}"
 
 
-async def measure(args: argparse.Namespace, base_url: str, dsn: str, template: Template,
-                  tokens: common.TokenSource, seeded: Seeded, signers: list[tuple[str, str]],
-                  people: common.PersonFactory, rng: random.Random, env: dict[str, str]
-                  ) -> dict[str, OpResult]:
-    n_read, n_write = args.reads, args.writes
+@dataclass
+class Prepared:
+    """One seeded size: its database, data dir, client, template and the work still unused."""
+
+    size: int
+    dsn: str
+    env: dict[str, str]
+    data_dir: Path
+    port: int
+    tokens: common.TokenSource
+    template: Template
+    signers: list[tuple[str, str]]
+    seeded: Seeded
+    people: common.PersonFactory
+    result: SizeResult
+    pools: dict[str, list[int]] = field(default_factory=dict)
+    pgid: int = 0  # the running server's process group
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def take(self, pool: str, n: int) -> list[int]:
+        taken, self.pools[pool] = self.pools[pool][:n], self.pools[pool][n:]
+        return taken
+
+
+def make_pools(seeded: Seeded, rng: random.Random) -> dict[str, list[int]]:
+    """Seeded rows for the ops that must not see a row twice: OCSP misses (active, nothing
+    stored), OCSP hits (a stored row, asked once), revocations (active, never asked)."""
     size = len(seeded.serials)
     active = [i for i in range(size) if i not in seeded.revoked]
     rng.shuffle(active)
     cold = [i for i in active if i not in seeded.presigned]
     presigned = [i for i in range(size) if i in seeded.presigned]
     rng.shuffle(presigned)
+    half = len(cold) // 2
+    return {"miss": cold[:half], "victims": cold[half:], "hit": presigned}
+
+
+async def measure(args: argparse.Namespace, prep: Prepared, rng: random.Random
+                  ) -> dict[str, OpResult]:
+    """One round of every op against the running server of ``prep``."""
+    n_read, n_write = args.reads, args.writes
+    base_url, dsn, template, tokens = prep.base_url, prep.dsn, prep.template, prep.tokens
+    seeded, signers, people, env = prep.seeded, prep.signers, prep.people, prep.env
+    size = len(seeded.serials)
     results: dict[str, OpResult] = {}
     ocsp_headers = {"Content-Type": "application/ocsp-request"}
+    probe = CpuProbe(prep.pgid, dsn) if prep.pgid else None
 
     async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as client:
         await tokens.headers(client)
@@ -509,15 +612,16 @@ async def measure(args: argparse.Namespace, base_url: str, dsn: str, template: T
             return None
         return job
 
-    miss = cold[:n_read]
+    miss = prep.take("miss", n_read)
     log(f"  ocsp_miss x{len(miss)}")
     results["ocsp_miss"] = await run_op(
         "ocsp_miss", [ocsp_job(seeded.serials[i], False) for i in miss], base_url,
-        args.concurrency)
-    log(f"  ocsp_hit x{min(n_read, len(presigned))}")
+        args.concurrency, probe)
+    hits = prep.take("hit", n_read)
+    log(f"  ocsp_hit x{len(hits)}")
     results["ocsp_hit"] = await run_op(
-        "ocsp_hit", [ocsp_job(seeded.serials[i], True) for i in presigned[:n_read]], base_url,
-        args.concurrency)
+        "ocsp_hit", [ocsp_job(seeded.serials[i], True) for i in hits], base_url,
+        args.concurrency, probe)
 
     def status_job(serial: str) -> Callable[[httpx.AsyncClient], Awaitable[str | None]]:
         async def job(client: httpx.AsyncClient) -> str | None:
@@ -530,7 +634,7 @@ async def measure(args: argparse.Namespace, base_url: str, dsn: str, template: T
     picks = [rng.randrange(size) for _ in range(n_read)]
     log(f"  status x{len(picks)}")
     results["status"] = await run_op("status", [status_job(seeded.serials[i]) for i in picks],
-                                     base_url, args.concurrency)
+                                     base_url, args.concurrency, probe)
 
     def lookup_job(index: int) -> Callable[[httpx.AsyncClient], Awaitable[str | None]]:
         rrn = rrn_of(index)[0]
@@ -547,10 +651,10 @@ async def measure(args: argparse.Namespace, base_url: str, dsn: str, template: T
     picks = [rng.randrange(size) for _ in range(n_read)]
     log(f"  lookup x{len(picks)}")
     results["lookup"] = await run_op("lookup", [lookup_job(i) for i in picks], base_url,
-                                     args.concurrency)
+                                     args.concurrency, probe)
 
     # revoke: seeded active certificates (not the ones asked above), a verification each.
-    victims = active[-n_write:]
+    victims = prep.take("victims", n_write)
     vids = await add_verified(dsn, template.client_id, [phone_of(i) for i in victims], "revoke")
 
     def revoke_job(cert_id: str, vid: str) -> Callable[[httpx.AsyncClient], Awaitable[str | None]]:
@@ -565,7 +669,7 @@ async def measure(args: argparse.Namespace, base_url: str, dsn: str, template: T
     log(f"  revoke x{len(victims)}")
     results["revoke"] = await run_op(
         "revoke", [revoke_job(seeded.certificate_ids[i], v) for i, v in
-                   zip(victims, vids, strict=True)], base_url, args.concurrency)
+                   zip(victims, vids, strict=True)], base_url, args.concurrency, probe)
 
     newcomers = people.people(n_write)
     vids = await add_verified(dsn, template.client_id, [p.phone for p in newcomers], "issue")
@@ -580,7 +684,7 @@ async def measure(args: argparse.Namespace, base_url: str, dsn: str, template: T
     log(f"  issue x{len(newcomers)}")
     results["issue"] = await run_op(
         "issue", [issue_job(p, v) for p, v in zip(newcomers, vids, strict=True)], base_url,
-        args.concurrency)
+        args.concurrency, probe)
 
     payload = "c2NhbGUgYmVuY2htYXJr"
     sign_queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -599,11 +703,22 @@ async def measure(args: argparse.Namespace, base_url: str, dsn: str, template: T
             sign_queue.put_nowait((cert_id, pin))
 
     log(f"  sign x{n_write}")
-    results["sign"] = await run_op("sign", [sign_job] * n_write, base_url, args.concurrency)
+    results["sign"] = await run_op("sign", [sign_job] * n_write, base_url, args.concurrency, probe)
 
     log(f"  crl x{args.crl_runs}")
     results["crl"] = await crl_runs(env, args.crl_runs)
     return results
+
+
+def merge(into: dict[str, OpResult], new: dict[str, OpResult]) -> None:
+    for name, op in new.items():
+        have = into.setdefault(name, OpResult(name))
+        have.samples += op.samples
+        have.wall += op.wall
+        have.cpu = op.cpu if math.isnan(have.cpu) else have.cpu + op.cpu
+        for key, count in op.errors.items():
+            have.errors[key] = have.errors.get(key, 0) + count
+        have.note = op.note or have.note
 
 
 async def crl_runs(env: dict[str, str], runs: int) -> OpResult:
@@ -637,54 +752,62 @@ async def crl_runs(env: dict[str, str], runs: int) -> OpResult:
 # One size
 
 
-def run_size(args: argparse.Namespace, size: int, rng: random.Random) -> SizeResult:
+def prepare(args: argparse.Namespace, size: int, rng: random.Random,
+            stack: contextlib.ExitStack) -> Prepared:
+    """A seeded database and data dir for ``size`` (both removed when ``stack`` closes)."""
     from app.services.secrets import load_secrets
     from app.settings import Settings
 
     name = f"certcloud_scale_{os.getpid()}_{size}"
     data_dir = Path(tempfile.mkdtemp(prefix="certcloud-scale-"))
+    stack.callback(lambda: log(f"data dir kept: {data_dir}") if args.keep
+                   else shutil.rmtree(data_dir, ignore_errors=True))
+    dsn = stack.enter_context(throwaway_database(name, args.keep))
     port = common.free_port()
     base_url = f"http://127.0.0.1:{port}"
     people = common.PersonFactory(rng.getrandbits(32))
-    argon2 = common.Argon2Params.from_args(args)
+    env = common.spawn_env(
+        data_dir=str(data_dir), base_url=base_url, argon2=common.Argon2Params.from_args(args),
+        database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
+        extra=["CERTCLOUD_LIMITS__LOOKUPS_PER_CLIENT_PER_MINUTE=1000000"])
+    log(f"size {size:,}: bootstrap server on {base_url} (database {name})")
+    with server(env, port, data_dir, 1, "bootstrap"):
+        client_id, secret = common.create_client(common.find_certcloud(), env, "scale")
+        template, signers = asyncio.run(bootstrap(
+            base_url, client_id, secret, dsn, args.concurrency, people))
+    saved = dict(os.environ)
+    os.environ.update(env)
     try:
-        with throwaway_database(name, args.keep) as dsn:
-            env = common.spawn_env(
-                data_dir=str(data_dir), base_url=base_url, argon2=argon2,
-                database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
-                extra=["CERTCLOUD_LIMITS__LOOKUPS_PER_CLIENT_PER_MINUTE=1000000"])
-            log(f"size {size:,}: bootstrap server on {base_url} (database {name})")
-            with server(env, port, data_dir, 1, "bootstrap"):
-                client_id, secret = common.create_client(common.find_certcloud(), env, "scale")
-                template, signers = asyncio.run(bootstrap(
-                    base_url, client_id, secret, dsn, args.concurrency, people))
-            saved = dict(os.environ)
-            os.environ.update(env)
-            try:
-                secrets_ = load_secrets(Settings())  # the server's development secrets
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-            before, _ = asyncio.run(sizes_of(dsn))
-            log(f"size {size:,}: seeding")
-            t0 = time.perf_counter()
-            seeded = asyncio.run(seed(dsn, size, template, secrets_,
-                                      revoked_fraction=args.revoked_fraction,
-                                      presigned_fraction=args.presigned_fraction, rng=rng))
-            seed_seconds = time.perf_counter() - t0
-            after, tables = asyncio.run(sizes_of(dsn))
-            log(f"size {size:,}: seeded in {seed_seconds:.0f} s, {gib(after - before)}")
-            result = SizeResult(size, seed_seconds, before, after, tables)
-            with server(env, port, data_dir, args.workers, "measure"):
-                tokens = common.TokenSource(client_id, secret)
-                result.ops = asyncio.run(measure(args, base_url, dsn, template, tokens,
-                                                 seeded, signers, people, rng, env))
-            return result
+        secrets_ = load_secrets(Settings())  # the server's development secrets
     finally:
-        if args.keep:
-            log(f"data dir kept: {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        os.environ.clear()
+        os.environ.update(saved)
+    before, _ = asyncio.run(sizes_of(dsn))
+    log(f"size {size:,}: seeding")
+    t0 = time.perf_counter()
+    seeded = asyncio.run(seed(dsn, size, template, secrets_,
+                              revoked_fraction=args.revoked_fraction,
+                              presigned_fraction=args.presigned_fraction, rng=rng))
+    seed_seconds = time.perf_counter() - t0
+    after, tables = asyncio.run(sizes_of(dsn))
+    log(f"size {size:,}: seeded in {seed_seconds:.0f} s, {gib(after - before)}")
+    return Prepared(size, dsn, env, data_dir, port, common.TokenSource(client_id, secret),
+                    template, signers, seeded, people,
+                    SizeResult(size, seed_seconds, before, after, tables),
+                    make_pools(seeded, rng))
+
+
+def run_rounds(args: argparse.Namespace, preps: Sequence[Prepared], rng: random.Random
+               ) -> None:
+    """Every size once per round, the order reversed every other round, so the machine's
+    load drifts over all sizes alike; each size's samples are pooled over the rounds."""
+    for round_no in range(args.rounds):
+        order = list(preps) if round_no % 2 == 0 else list(reversed(preps))
+        for prep in order:
+            log(f"round {round_no + 1}/{args.rounds}, size {prep.size:,}")
+            with server(prep.env, prep.port, prep.data_dir, args.workers, f"r{round_no}") as srv:
+                prep.pgid = srv.proc.pid if srv.proc is not None else 0
+                merge(prep.result.ops, asyncio.run(measure(args, prep, rng)))
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -698,11 +821,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[10000, 100000, 1000000],
                         help="rows per table, comma-separated (default: 10000,100000,1000000)")
-    parser.add_argument("--reads", type=int, default=400, metavar="N",
-                        help="requests per read op (OCSP, status, lookup; default %(default)s)")
-    parser.add_argument("--writes", type=int, default=40, metavar="N",
-                        help="requests per write op (revoke, issue, sign; default %(default)s)")
-    parser.add_argument("--crl-runs", type=int, default=5, metavar="N")
+    parser.add_argument("--reads", type=int, default=200, metavar="N",
+                        help="requests per round and read op (OCSP, status, lookup; "
+                        "default %(default)s)")
+    parser.add_argument("--writes", type=int, default=15, metavar="N",
+                        help="requests per round and write op (revoke, issue, sign; "
+                        "default %(default)s)")
+    parser.add_argument("--crl-runs", type=int, default=3, metavar="N",
+                        help="CRL regenerations per round (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="rounds over all sizes (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=4, metavar="N")
     parser.add_argument("--workers", type=int, default=2, metavar="N")
     parser.add_argument("--revoked-fraction", type=float, default=0.03)
@@ -718,24 +846,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     common.interrupt_on_sigterm()
     rng = random.Random(args.seed)
-    results: list[SizeResult] = []
     try:
-        for size in args.sizes:
-            result = run_size(args, size, rng)
-            results.append(result)
-            print("\n".join(render_size(result)) + "\n", flush=True)
+        with contextlib.ExitStack() as stack:
+            preps = [prepare(args, size, rng, stack) for size in args.sizes]
+            run_rounds(args, preps, rng)
     except common.BenchError as exc:
         log(f"scale: {exc}")
         return 2
+    results = [prep.result for prep in preps]
+    for result in results:
+        print("\n".join(render_size(result)) + "\n", flush=True)
     total_rows = sum(r.size for r in results)
     per_million = sum(r.db_bytes_after - r.db_bytes_before for r in results) / total_rows * 1e6
     print(f"disk: {gib(per_million)} per million rows of each seeded table "
           f"(persons, certificates, verifications, audit events; OCSP rows for "
           f"{args.presigned_fraction:.0%}), indexes and TOAST included")
+    print(closing_line(results, cpu=True) + "  (server + database CPU per request)")
     print(closing_line(results), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "sizes": [r.as_dict() for r in results], "closing": closing_line(results),
+            "cpu_ratios": closing_line(results, cpu=True),
             "bytes_per_million_rows": per_million,
             "settings": {k: v for k, v in vars(args).items() if k != "json"}}, indent=2))
     return 0
