@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -56,4 +57,5 @@ rate_counters = Table(
     Column("bucket", String(200), primary_key=True),
     Column("window_start", BigInteger, primary_key=True),  # epoch seconds
     Column("count", Integer, nullable=False),
+    Index("ix_rate_counters_window_start", "window_start"),  # the sweeper's deletes
 )
