@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from alembic.runtime.migration import MigrationContext
@@ -35,6 +36,7 @@ from app.services.notices import Notices
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
+from app.services.suspension import SuspensionService
 from app.services.verifications import VerificationService
 from app.settings import LimitsSettings, Settings
 from app.storage import migrate
@@ -265,6 +267,7 @@ class Container:
     auth: AuthService
     verifications: VerificationService
     certificates: CertificateService
+    suspensions: SuspensionService
     lookup: LookupService
     signing: SigningService
     csc: CscService
@@ -329,5 +332,8 @@ async def build_container(settings: Settings, clock: Clock,
         verifications=VerificationService(db, verifier, secrets_, clock, limiter,
                                           settings.limits),
         certificates=certificates, lookup=lookup, signing=signing,
+        suspensions=SuspensionService(
+            db, certificates, secrets_.audit_key, clock, notices=notices, revocations=status,
+            max_hold=timedelta(days=settings.suspension_max_days)),
         csc=CscService(db, certificates, signing, lookup, clock), status=status,
         limiter=limiter, custody=custody, notices=notices)

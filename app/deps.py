@@ -16,7 +16,7 @@ from app.services.auth import Principal, Scope
 SCOPE_DESCRIPTIONS = {
     Scope.ISSUE.value: "Start verifications; issue, reissue and unlock certificates",
     Scope.READ.value: "Read and look up certificates",
-    Scope.REVOKE.value: "Revoke certificates",
+    Scope.REVOKE.value: "Revoke, suspend and resume certificates",
     Scope.SIGN.value: "Sign with a certificate's key, change its PIN, CSC API",
     Scope.AUDIT.value: "Read the audit trail (operators only)",
     Scope.METRICS.value: "Read /metrics (operators' scrapers; needed in production only)",

@@ -46,6 +46,7 @@ from app.services.status import NO_RECORDER, RevocationRecorder
 from app.storage.db import Database
 from app.storage.notice_outbox import OutboxNotice
 from app.storage.repository import PinCheckSlot, Repository, contact_on_record
+from app.storage.suspension_repository import SuspensionRepository
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +216,10 @@ class CertificateService:
                 repo = Repository(conn)
                 person = await repo.get_person(person_id, for_update=True)
                 assert person is not None
-                previous = await repo.active_certificate_of(person_id)
+                previous = (await repo.active_certificate_of(person_id)  # or one on hold:
+                            or await SuspensionRepository(conn).held_certificate_of(person_id))
                 if previous is not None:
-                    await repo.revoke(previous.id, RevocationReason.SUPERSEDED, now)
+                    await store_revocation(repo, previous.id, RevocationReason.SUPERSEDED, now)
                     await repo.set_replaces(certificate_id, previous.id)
                     published = await self.revocations.record(conn, previous.id)
                 await repo.activate_certificate(certificate_id, certificate_der=der,
