@@ -12,7 +12,7 @@ import click
 from app.routers.schemas import RevocationReasonName
 
 T = TypeVar("T")
-STATUSES = ("active", "revoked", "expired", "locked")
+STATUSES = ("active", "suspended", "revoked", "expired", "locked")
 COLUMNS = ("ID", "SERIAL", "STATUS", "LOCKED", "NOT_BEFORE", "NOT_AFTER", "BANK")
 
 

@@ -1,5 +1,7 @@
 """A CA-side revocation by the operator: no PIN, no verification; published to OCSP and the
-CRL like every revocation, and audited with the operator as the actor."""
+CRL like every revocation, audited with the operator as the actor, and told to the person's
+phone on record through the notice outbox (sent by a running server's redelivery loop: the
+command line has no notifier)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from datetime import datetime
 
 from app.domain.certificates import Certificate, RevocationReason, revocation_update
 from app.domain.errors import InvalidInput, NotFound
+from app.domain.notices import NoticeKind
 from app.domain.ports import Clock
 from app.services import audit
+from app.services.notices import enqueue_notice
 from app.services.secrets import AuditKeys
 from app.services.status.recorder import RevocationRecorder
 from app.storage.certificate_query import find_certificate
@@ -48,9 +52,14 @@ class OperatorRevocation:
             certificate = await find_certificate(conn, id_or_serial)
             if certificate is None:
                 raise NotFound(f"no certificate {id_or_serial}", code="certificate_not_found")
-            changed = await store_revocation(Repository(conn), certificate.id, reason, now)
+            repo = Repository(conn)
+            changed = await store_revocation(repo, certificate.id, reason, now)
             if changed is not None:
                 published = await self.revocations.record(conn, certificate.id)
+                person = await repo.get_person(certificate.person_id)
+                assert person is not None  # told as a bank's revocation tells the person
+                await enqueue_notice(conn, NoticeKind.REVOKE, client_id=None,
+                                     phone=person.phone, now=now)
                 await audit.append(conn, self.audit_key, now=now, action="revoke",
                                    client_id=None, certificate_id=certificate.id,
                                    reason=changed.api_name, actor="operator")
