@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from app.domain.certificates import Certificate
 from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.domain.notices import NoticeKind
-from app.domain.ports import Clock
+from app.domain.ports import NO_RECORDER, Clock, RevocationRecorder, UnitOfWork, UnitOfWorkFactory
+from app.domain.records import OutboxNotice
 from app.domain.suspension import (
     HOLD_REASON,
     LAPSED_HOLD_REASON,
@@ -27,28 +28,23 @@ from app.domain.suspension import (
     lapse_cutoff,
 )
 from app.domain.verification import Purpose
-from app.services import audit
 from app.services.certificates import CertificateService
 from app.services.notices import Notices
-from app.services.secrets import AuditKeys
-from app.services.status import NO_RECORDER, RevocationRecorder
-from app.storage.db import Database
-from app.storage.notice_outbox import OutboxNotice
-from app.storage.repository import Repository
-from app.storage.suspension_repository import SuspensionRepository
+from app.services.pin_gate import PinGate
+from app.services.verifications import consume
 
 log = logging.getLogger(__name__)
 _LAPSE_BATCH = 100
 
 
 class SuspensionService:
-    """:param certificates: the PIN gate (``open_key``) and the reads.
+    """:param certificates: the reads; :param pin_gate: the PIN proof (``open_key``).
     :param max_hold: how long a certificate may stay suspended before it is revoked."""
 
-    def __init__(self, db: Database, certificates: CertificateService, audit_key: AuditKeys,
-                 clock: Clock, *, notices: Notices, max_hold: timedelta,
+    def __init__(self, uow: UnitOfWorkFactory, certificates: CertificateService,
+                 pin_gate: PinGate, clock: Clock, *, notices: Notices, max_hold: timedelta,
                  revocations: RevocationRecorder | None = None) -> None:
-        self.db, self.certificates, self.audit_key, self.clock = db, certificates, audit_key, clock
+        self.uow, self.certificates, self.pin_gate, self.clock = uow, certificates, pin_gate, clock
         self.notices, self.max_hold = notices, max_hold
         self.revocations = revocations or NO_RECORDER
 
@@ -64,22 +60,23 @@ class SuspensionService:
             raise InvalidInput("give either pin or verification_id", code="proof_required")
         check_suspendable(await self.certificates.get(certificate_id), self.clock.now())
         if pin is not None:
-            await self.certificates.open_key(certificate_id, pin, client_id=client_id)
+            await self.pin_gate.open_key(certificate_id, pin, client_id=client_id)
         now = self.clock.now()
-        async with self.db.transaction() as conn:
-            repo = Repository(conn)
-            certificate, phone = await _locked(repo, certificate_id)
+        async with self.uow() as uow:
+            certificate, phone = await _locked(uow, certificate_id)
             check_suspendable(certificate, now)  # a concurrent change may have won
             if verification_id is not None:
-                await _consume(repo, verification_id, client_id, phone, Purpose.SUSPEND, now)
-            if not await repo.revoke(certificate_id, HOLD_REASON, now):
+                await consume(uow, verification_id, client_id=client_id, phone=phone,
+                              purpose=Purpose.SUSPEND, now=now)
+            if not await uow.records.revoke(certificate_id, HOLD_REASON, now):
                 raise Conflict("certificate is no longer active", code="certificate_revoked")
-            generation = await self.revocations.record(conn, certificate_id)
-            queued = await self.notices.enqueue(conn, NoticeKind.SUSPEND, client_id=client_id,
+            generation = await self.revocations.record(uow, certificate_id)
+            queued = await self.notices.enqueue(uow, NoticeKind.SUSPEND, client_id=client_id,
                                                 phone=phone, now=now)
-            await audit.append(conn, self.audit_key, now=now, action="suspend",
-                               client_id=client_id, certificate_id=certificate_id,
-                               proof="pin" if pin is not None else "verification")
+            await uow.audit(now=now, action="suspend", client_id=client_id,
+                            certificate_id=certificate_id,
+                            proof="pin" if pin is not None else "verification")
+            await uow.commit()
         await self.revocations.publish(generation)
         await self.notices.deliver(queued)
         log.info("certificate suspended", extra={"certificate_id": certificate_id})
@@ -95,24 +92,24 @@ class SuspensionService:
         check_resumable(await self.certificates.get(certificate_id), self.clock.now(),
                         self.max_hold)
         now = self.clock.now()
-        async with self.db.transaction() as conn:
-            repo = Repository(conn)
-            certificate, phone = await _locked(repo, certificate_id)
+        async with self.uow() as uow:
+            certificate, phone = await _locked(uow, certificate_id)
             check_resumable(certificate, now, self.max_hold)
-            await _consume(repo, verification_id, client_id, phone, Purpose.RESUME, now)
+            await consume(uow, verification_id, client_id=client_id, phone=phone,
+                          purpose=Purpose.RESUME, now=now)
             # Issuance supersedes a held certificate under this same row lock, so none is
             # active here; checked anyway, as the one-active-per-person index would refuse.
-            if await repo.active_certificate_of(certificate.person_id) is not None:
+            if await uow.records.active_certificate_of(certificate.person_id) is not None:
                 raise Conflict("the person has another active certificate",
                                code="certificate_superseded")
-            if not await SuspensionRepository(conn).release(certificate_id, now):
+            if not await uow.suspensions.release(certificate_id, now):
                 raise Conflict("certificate is no longer suspended", code="certificate_revoked")
-            generation = await self.revocations.record(conn, certificate_id)
-            queued = await self.notices.enqueue(conn, NoticeKind.RESUME, client_id=client_id,
+            generation = await self.revocations.record(uow, certificate_id)
+            queued = await self.notices.enqueue(uow, NoticeKind.RESUME, client_id=client_id,
                                                 phone=phone, now=now)
-            await audit.append(conn, self.audit_key, now=now, action="resume",
-                               client_id=client_id, certificate_id=certificate_id,
-                               verification_id=verification_id)
+            await uow.audit(now=now, action="resume", client_id=client_id,
+                            certificate_id=certificate_id, verification_id=verification_id)
+            await uow.commit()
         await self.revocations.publish(generation)
         await self.revocations.presign(certificate.serial)
         await self.notices.deliver(queued)
@@ -125,26 +122,26 @@ class SuspensionService:
         """Revoke (reason cessationOfOperation) every certificate held longer than the
         maximum; each in its own transaction, published, its holder told. Returns how many.
         Every replica may run it: the row lock and the re-check make it happen once."""
-        async with self.db.transaction(write=False) as conn:
-            due = await SuspensionRepository(conn).holds_placed_before(
+        async with self.uow(write=False) as uow:
+            due = await uow.suspensions.holds_placed_before(
                 lapse_cutoff(now, self.max_hold), _LAPSE_BATCH)
         lapsed = 0
         for certificate_id in due:
             queued: list[OutboxNotice] = []
             generation: int | None = None
-            async with self.db.transaction() as conn:
-                repo = Repository(conn)
-                certificate, phone = await _locked(repo, certificate_id)
+            async with self.uow() as uow:
+                certificate, phone = await _locked(uow, certificate_id)
                 if not hold_lapsed(certificate, now, self.max_hold):
-                    continue  # resumed or revoked meanwhile
-                await repo.set_revocation_reason(certificate_id, LAPSED_HOLD_REASON, now)
-                generation = await self.revocations.record(conn, certificate_id)
-                queued = await self.notices.enqueue(conn, NoticeKind.REVOKE, client_id=None,
+                    continue  # resumed or revoked meanwhile (nothing written to commit)
+                await uow.records.set_revocation_reason(certificate_id, LAPSED_HOLD_REASON, now)
+                generation = await self.revocations.record(uow, certificate_id)
+                queued = await self.notices.enqueue(uow, NoticeKind.REVOKE, client_id=None,
                                                     phone=phone, now=now)
-                await audit.append(conn, self.audit_key, now=now, action="revoke",
-                                   client_id=None, certificate_id=certificate_id,
-                                   reason=LAPSED_HOLD_REASON.api_name, actor="system",
-                                   cause="suspension_lapsed")
+                await uow.audit(now=now, action="revoke", client_id=None,
+                                certificate_id=certificate_id,
+                                reason=LAPSED_HOLD_REASON.api_name, actor="system",
+                                cause="suspension_lapsed")
+                await uow.commit()
             await self.revocations.publish(generation)
             await self.notices.deliver(queued)
             lapsed += 1
@@ -162,23 +159,13 @@ class SuspensionService:
                 log.warning("suspension lapse skipped", extra={"cause": exc.code})
 
 
-async def _locked(repo: Repository, certificate_id: str) -> tuple[Certificate, str]:
+async def _locked(uow: UnitOfWork, certificate_id: str) -> tuple[Certificate, str]:
     """The certificate and the phone on record, the person's row then the certificate's
-    locked for the transaction (the order issuance locks them in)."""
-    found = await repo.get_certificate(certificate_id)
+    locked for the unit of work (the order issuance locks them in)."""
+    found = await uow.records.get_certificate(certificate_id)
     if found is None:
         raise NotFound("no such certificate", code="certificate_not_found")
-    person = await repo.get_person(found.person_id, for_update=True)
-    certificate = await repo.get_certificate(certificate_id, for_update=True)
+    person = await uow.records.get_person(found.person_id, for_update=True)
+    certificate = await uow.records.get_certificate(certificate_id, for_update=True)
     assert person is not None and certificate is not None
     return certificate, str(person.phone)
-
-
-async def _consume(repo: Repository, verification_id: str, client_id: str, phone: str,
-                   purpose: Purpose, now: datetime) -> None:
-    found = await repo.get_verification(verification_id)
-    if found is None:
-        raise NotFound("no such verification", code="verification_not_found")
-    found[0].check_usable(now, client_id=client_id, phone=phone, purpose=purpose)
-    if not await repo.consume_verification(verification_id, now):
-        raise Conflict("verification is used", code="verification_used")
