@@ -31,6 +31,7 @@ from app.services.rotation import KeyRotation, ManagedKeyProtector
 from app.services.secrets import AuditKeys, ServerSecrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
+from app.services.suspension import SuspensionService
 from app.services.verifications import VerificationService
 from app.settings import LimitsSettings, Settings
 from app.startup import (
@@ -218,6 +219,7 @@ class Container:
     auth: AuthService
     verifications: VerificationService
     certificates: CertificateService
+    suspensions: SuspensionService
     pin_gate: PinGate
     audit: audit.AuditService
     lookup: LookupService
@@ -306,6 +308,9 @@ async def build_container(settings: Settings, clock: Clock,
         protector=protector, issuer=issuer,
         auth=wiring.auth(),
         verifications=verifications, certificates=certificates, pin_gate=pin_gate,
+        suspensions=SuspensionService(
+            uow, certificates, pin_gate, clock, notices=notices,
+            revocations=status, max_hold=timedelta(days=settings.suspension_max_days)),
         audit=audit_service, lookup=lookup, signing=signing,
         csc=CscService(uow, certificates, signing, lookup, clock), status=status,
         limiter=limiter, custody=custody, notices=notices, idempotency=wiring.idempotency())

@@ -21,13 +21,14 @@ from app.services.certificates import CertificateService
 from app.services.csc import CscService
 from app.services.lookup import LookupService
 from app.services.signing import SigningService
+from app.services.suspension import SuspensionService
 from app.services.verifications import VerificationService
 from app.settings import Settings
 
 SCOPE_DESCRIPTIONS = {
     Scope.ISSUE.value: "Start verifications; issue, reissue and unlock certificates",
     Scope.READ.value: "Read and look up certificates",
-    Scope.REVOKE.value: "Revoke certificates",
+    Scope.REVOKE.value: "Revoke, suspend and resume certificates",
     Scope.SIGN.value: "Sign with a certificate's key, change its PIN, CSC API",
     Scope.AUDIT.value: "Read the audit trail (operators only)",
     Scope.METRICS.value: "Read /metrics (operators' scrapers; needed in production only)",
@@ -60,6 +61,7 @@ CertificatesDep = Annotated[CertificateService, _part(lambda c: c.certificates)]
 LookupDep = Annotated[LookupService, _part(lambda c: c.lookup)]
 SigningDep = Annotated[SigningService, _part(lambda c: c.signing)]
 CscDep = Annotated[CscService, _part(lambda c: c.csc)]
+SuspensionsDep = Annotated[SuspensionService, _part(lambda c: c.suspensions)]
 CaDep = Annotated[CertificateAuthority, _part(lambda c: c.issuer.ca)]
 # The audit page reads the chain in its own transaction (until an audit service owns it).
 AuditDep = Annotated[AuditService, _part(lambda c: c.audit)]

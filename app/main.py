@@ -81,11 +81,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             container.uow, clock, settings.sweep_interval_seconds))
         redelivery = asyncio.create_task(container.notices.run_periodically(
             settings.sweep_interval_seconds))
+        lapses = asyncio.create_task(container.suspensions.run_periodically(
+            settings.sweep_interval_seconds))
         try:
             yield
         finally:
             sweeper.cancel()
             redelivery.cancel()
+            lapses.cancel()
             notice_outbox.delivery_listeners.remove(count_notice)
             audit_trail.event_listeners.remove(count_event)
             await container.close()

@@ -174,6 +174,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     database_timeout_seconds: float = Field(5.0, gt=0)
     sweep_interval_seconds: float = Field(60.0, gt=0)
+    # A suspended (held) certificate not resumed within this many days is revoked for good.
+    suspension_max_days: int = Field(30, ge=1, le=3650)
     # /docs, /redoc and /openapi.json; unset: served in development, not in production.
     docs_enabled: bool | None = None
 

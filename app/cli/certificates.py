@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from app.bootstrap import Wiring
 
 T = TypeVar("T")
-STATUSES = ("active", "revoked", "expired", "locked")
+STATUSES = ("active", "suspended", "revoked", "expired", "locked")
 COLUMNS = ("ID", "SERIAL", "STATUS", "LOCKED", "NOT_BEFORE", "NOT_AFTER", "BANK")
 
 

@@ -63,6 +63,7 @@ class StoredState(enum.StrEnum):
 
 class CertificateStatus(enum.StrEnum):
     ACTIVE = "active"
+    SUSPENDED = "suspended"  # stored as revoked with reason certificateHold (app.domain.suspension)
     REVOKED = "revoked"
     EXPIRED = "expired"
 
@@ -83,11 +84,20 @@ class Certificate:
     wrong_pins: int
 
     def status_at(self, now: datetime) -> CertificateStatus:
+        if self.suspended:
+            return CertificateStatus.SUSPENDED
         if self.state is StoredState.REVOKED:
             return CertificateStatus.REVOKED
         if now >= self.not_after:
             return CertificateStatus.EXPIRED
         return CertificateStatus.ACTIVE
+
+    @property
+    def suspended(self) -> bool:
+        """On hold (효력정지): revoked with reason certificateHold, which only a suspension
+        stores; a resumption makes it active again, a revocation makes it permanent."""
+        return (self.state is StoredState.REVOKED
+                and self.revocation_reason is RevocationReason.CERTIFICATE_HOLD)
 
     @property
     def locked(self) -> bool:
@@ -118,8 +128,14 @@ class Certificate:
         """Reissue starts from the person's latest certificate, whatever its state; an older,
         already superseded one would fork the chain of replacements.
 
-        :raises Conflict: code ``certificate_superseded``.
+        A suspended certificate is reissued neither: it changes only by a resumption or a
+        revocation (the same phone verification that would reissue it can resume it).
+
+        :raises Conflict: code ``certificate_superseded``, or ``certificate_suspended``.
         """
+        if self.suspended:
+            raise Conflict("certificate is suspended; resume it first",
+                           code="certificate_suspended")
         if not is_latest:
             raise Conflict("certificate was superseded; reissue from its successor",
                            code="certificate_superseded")
@@ -140,7 +156,11 @@ def revocation_update(
     current_reason: RevocationReason | None, requested: RevocationReason
 ) -> RevocationReason | None:
     """For a certificate already revoked: the reason to store, or None to change nothing.
-    Only a change to keyCompromise updates an existing revocation (RFC 5280 §5.3.1 allows it)."""
+    Only a change to keyCompromise updates an existing revocation (RFC 5280 §5.3.1 allows it),
+    and any reason makes a hold (a suspension) permanent (RFC 5280 §5.3.1: a hold may be
+    followed by a revocation with another reason)."""
+    if current_reason is RevocationReason.CERTIFICATE_HOLD:
+        return None if requested is RevocationReason.CERTIFICATE_HOLD else requested
     if requested is RevocationReason.KEY_COMPROMISE and current_reason is not requested:
         return requested
     return None

@@ -17,6 +17,8 @@ class NoticeKind(enum.StrEnum):
     UNLOCK = "unlock"
     PIN_CHANGE = "pin_change"
     RENEW = "renew"
+    SUSPEND = "suspend"
+    RESUME = "resume"
 
 
 _WHAT = {
@@ -26,6 +28,8 @@ _WHAT = {
     NoticeKind.UNLOCK: "잠금 해제",
     NoticeKind.PIN_CHANGE: "PIN 변경",
     NoticeKind.RENEW: "자동 갱신",
+    NoticeKind.SUSPEND: "효력정지",
+    NoticeKind.RESUME: "효력회복",
 }
 
 

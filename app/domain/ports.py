@@ -8,7 +8,15 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from app.domain.records import BlobMove
-from app.domain.repositories import AuditLog, Leftovers, Outbox, Records, Sads, StatusRecords
+from app.domain.repositories import (
+    AuditLog,
+    Leftovers,
+    Outbox,
+    Records,
+    Sads,
+    StatusRecords,
+    Suspensions,
+)
 
 
 class Clock(Protocol):
@@ -88,6 +96,7 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     audit_log: AuditLog
     leftovers: Leftovers
+    suspensions: Suspensions
     audit: AuditAppender
 
     async def commit(self) -> None: ...

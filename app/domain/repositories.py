@@ -1,7 +1,7 @@
 """What the use cases read and write, one transaction's worth at a time: app/storage
 implements these (``repository``, ``status_repository``, ``csc_repository``, ``notice_outbox``,
-``audit_log``) and tests/unit/fakes.py fakes them. Rows of persons and clients come back as
-records with the tables' column names."""
+``audit_log``, ``suspension_repository``) and tests/unit/fakes.py fakes them. Rows of persons
+and clients come back as records with the tables' column names."""
 
 from __future__ import annotations
 
@@ -144,13 +144,22 @@ class Outbox(Protocol):
     """The notice outbox: queued in the change's transaction, claimed and settled by the sender."""
 
     async def add(self, notice: OutboxNotice, *, kind: str, client_id: str | None,
-                  now: datetime, claimed_until: datetime) -> None: ...
+                  now: datetime, claimed_until: datetime | None) -> None: ...
     async def due(self, now: datetime, *, max_attempts: int, limit: int) -> list[str]: ...
     async def claim(self, notice_id: str, now: datetime, until: datetime
                     ) -> OutboxNotice | None: ...
     async def settle(self, notice_id: str, *, sent_at: datetime | None,
                      retry_at: datetime | None, attempts: int | None = None) -> None: ...
     async def purge_sent(self, before: datetime) -> int: ...
+
+
+class Suspensions(Protocol):
+    """What only holds (suspensions) need; placing one is ``Records.revoke`` with reason
+    certificateHold, making it permanent ``Records.set_revocation_reason``."""
+
+    async def release(self, certificate_id: str, now: datetime) -> bool: ...
+    async def held_certificate_of(self, person_id: str) -> Certificate | None: ...
+    async def holds_placed_before(self, cutoff: datetime, limit: int) -> list[str]: ...
 
 
 class Leftovers(Protocol):

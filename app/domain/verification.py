@@ -28,6 +28,8 @@ class Purpose(enum.StrEnum):
     REISSUE = "reissue"
     UNLOCK = "unlock"
     REVOKE = "revoke"
+    SUSPEND = "suspend"
+    RESUME = "resume"
 
 
 class VerificationStatus(enum.StrEnum):

@@ -15,10 +15,10 @@ from app.routers.problem_catalog import responses_for
 from app.routers.schemas import StatusPublic
 
 router = APIRouter(tags=["status"])
-StatusWord = Literal["good", "revoked", "expired"]
+StatusWord = Literal["good", "suspended", "revoked", "expired"]
 _STATUS_WORD: dict[CertificateStatus, StatusWord] = {
-    CertificateStatus.ACTIVE: "good", CertificateStatus.REVOKED: "revoked",
-    CertificateStatus.EXPIRED: "expired"}
+    CertificateStatus.ACTIVE: "good", CertificateStatus.SUSPENDED: "suspended",
+    CertificateStatus.REVOKED: "revoked", CertificateStatus.EXPIRED: "expired"}
 
 
 @router.get("/ca/certificate", response_class=Response, operation_id="ca_certificate_der",

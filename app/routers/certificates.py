@@ -12,6 +12,7 @@ from app.deps import (
     ReadClient,
     RevokeClient,
     SignClient,
+    SuspensionsDep,
 )
 from app.domain.certificates import RevocationReason
 from app.routers.problem_catalog import responses_for
@@ -22,7 +23,9 @@ from app.routers.schemas import (
     LookupRequest,
     PinChange,
     ReissueRequest,
+    ResumeRequest,
     RevokeRequest,
+    SuspendRequest,
     UnlockRequest,
 )
 from app.services.certificates import PersonDetails
@@ -120,5 +123,39 @@ async def revoke_certificate(certificate_id: str, body: RevokeRequest,
     certificate = await certificates.revoke(
         client_id=principal.client_id, certificate_id=certificate_id,
         reason=RevocationReason.from_api_name(body.reason), pin=body.pin,
+        verification_id=body.verification_id)
+    return CertificatePublic.of(certificate, clock.now())
+
+
+@router.post("/{certificate_id}/suspend", response_model=CertificatePublic,
+             operation_id="suspend_certificate",
+             summary="Suspend (효력정지), proven by the PIN or a phone verification",
+             description="The certificate is put on hold: `status` `suspended`; OCSP and the "
+                         "CRL say revoked, reason certificateHold; it signs nothing until "
+                         "resumed. A suspension not resumed within `suspension_max_days` (30) "
+                         "becomes a revocation (reason `cessation_of_operation`). A second "
+                         "suspension is 409 `certificate_suspended`. The phone verification "
+                         "is made for purpose `suspend`.",
+             responses=responses_for("suspend_certificate"))
+async def suspend_certificate(certificate_id: str, body: SuspendRequest,
+                              principal: RevokeClient, suspensions: SuspensionsDep,
+                              clock: ClockDep) -> CertificatePublic:
+    certificate = await suspensions.suspend(
+        client_id=principal.client_id, certificate_id=certificate_id, pin=body.pin,
+        verification_id=body.verification_id)
+    return CertificatePublic.of(certificate, clock.now())
+
+
+@router.post("/{certificate_id}/resume", response_model=CertificatePublic,
+             operation_id="resume_certificate",
+             summary="Resume (효력회복) a suspended certificate after a phone verification",
+             description="`active` again: the next CRL leaves it out and OCSP says good. The "
+                         "phone verification is made for purpose `resume`.",
+             responses=responses_for("resume_certificate"))
+async def resume_certificate(certificate_id: str, body: ResumeRequest,
+                             principal: RevokeClient, suspensions: SuspensionsDep,
+                             clock: ClockDep) -> CertificatePublic:
+    certificate = await suspensions.resume(
+        client_id=principal.client_id, certificate_id=certificate_id,
         verification_id=body.verification_id)
     return CertificatePublic.of(certificate, clock.now())

@@ -240,7 +240,7 @@ class KeyInfo(BaseModel):
 
 
 class CertInfo(BaseModel):
-    status: Literal["valid", "revoked", "expired"]
+    status: Literal["valid", "suspended", "revoked", "expired"]
     certificates: list[str] | None = None
     issuerDN: str | None = None
     serialNumber: str | None = None

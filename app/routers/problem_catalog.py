@@ -19,7 +19,8 @@ _JSON_BODY = ("bad_request", "malformed_json", "invalid_request", "unsupported_m
               "body_too_large")
 _IDEMPOTENT = ("idempotency_key_invalid", "idempotency_key_reused", "idempotency_in_progress")
 _WRITE = (*_AUTH, *_JSON_BODY, *_IDEMPOTENT, "concurrent_change")
-_CERTIFICATE = ("certificate_not_found", "certificate_revoked", "certificate_expired")
+_CERTIFICATE = ("certificate_not_found", "certificate_revoked", "certificate_expired",
+                "certificate_suspended")
 _PIN = ("pin_malformed", "pin_invalid", "pin_locked", "pin_checks_busy", "pin_kdf_busy",
         "key_store_error", "key_store_unavailable", *_CERTIFICATE)
 _USE_VERIFICATION = ("verification_not_found", "verification_not_yours",
@@ -55,11 +56,16 @@ ROUTE_CODES: dict[str, tuple[str, ...]] = {
                             "rate_limited_lookups_per_client", "rate_limiter_unavailable"),
     "get_certificate": (*_AUTH, "certificate_not_found"),
     "reissue_certificate": (*_WRITE, *_NEW_KEY, *_USE_VERIFICATION, "certificate_not_found",
-                            "certificate_superseded"),
+                            "certificate_superseded", "certificate_suspended"),
     "unlock_certificate": (*_WRITE, *_USE_VERIFICATION, *_CERTIFICATE),
     "change_pin": (*_WRITE, *_PIN, "pin_format", "pin_weak", "pin_unchanged"),
     "revoke_certificate": (*_WRITE, *_PIN, *_USE_VERIFICATION, "proof_required",
                            "reason_invalid"),
+    "suspend_certificate": (*_WRITE, *_PIN, *_USE_VERIFICATION, "proof_required"),
+    "resume_certificate": (*_WRITE, *_USE_VERIFICATION, "certificate_not_found",
+                           "certificate_not_suspended", "certificate_revoked",
+                           "certificate_expired", "suspension_lapsed",
+                           "certificate_superseded"),
     "create_signature": (*_WRITE, *_PIN, *_SIGN),
     "get_status": ("serial_invalid", "database_unavailable"),
     "list_audit_events": (*_AUTH, "invalid_request", "value_out_of_range"),

@@ -191,8 +191,8 @@ CODES.update({
     "terms_not_accepted": _bad("the terms must be accepted", "`terms_accepted` is false."),
     "bank_checks_incomplete": _bad("the bank must confirm the withdrawal-account password and "
                                    "the customer's contact data", "A bank check is missing."),
-    "proof_required": _bad("give either pin or verification_id", "Revocation needs exactly one "
-                           "proof."),
+    "proof_required": _bad("give either pin or verification_id", "Revocation and suspension "
+                           "need exactly one proof."),
     "reason_invalid": _bad("reason must be one of unspecified, key_compromise, superseded, "
                            "cessation_of_operation", "The revocation reason is not allowed."),
     "certificate_not_found": _bad("no such certificate", "No certificate with this id.",
@@ -201,6 +201,19 @@ CODES.update({
                                        "revoked.", "Reissue a new certificate."),
     "certificate_expired": ProblemCode(409, "certificate is expired", "The certificate is "
                                        "past its validity.", "Reissue a new certificate."),
+    "certificate_suspended": ProblemCode(
+        409, "certificate is suspended", "The certificate is suspended (on hold): it signs "
+        "nothing and cannot be unlocked, renewed, reissued or have its PIN changed; relying "
+        "parties see it revoked with reason certificateHold.",
+        "Resume it with a phone verification (`POST /v1/certificates/{id}/resume`), or revoke "
+        "it."),
+    "certificate_not_suspended": ProblemCode(
+        409, "certificate is not suspended", "Only a suspended certificate can be resumed; "
+        "this one is active.", "Nothing to do: the certificate is in force."),
+    "suspension_lapsed": ProblemCode(
+        409, "the suspension lasted over 30 days; the certificate is revoked for good",
+        "A suspension not resumed within the maximum hold (30 days by default) becomes a "
+        "permanent revocation (reason cessation_of_operation).", "Issue a new certificate."),
     "certificate_superseded": ProblemCode(409, "certificate was superseded; reissue from its "
                                           "successor", "A newer certificate replaced this one.",
                                           "Use the newest certificate of the person."),

@@ -60,14 +60,14 @@ class VerificationCreate(BaseModel):
         "examples": [{"phone": "+821012345678", "channel": "sms", "purpose": "issue"}]})
     phone: str = Field(max_length=32, description="E.164, e.g. +821012345678")
     channel: Literal["sms", "ars"]
-    purpose: Literal["issue", "reissue", "unlock", "revoke"] | None = None
+    purpose: Literal["issue", "reissue", "unlock", "revoke", "suspend", "resume"] | None = None
 
 
 class VerificationPublic(BaseModel):
     id: str
     channel: Literal["sms", "ars"]
     status: Literal["pending", "verified", "used", "failed", "expired"]
-    purpose: Literal["issue", "reissue", "unlock", "revoke"] | None
+    purpose: Literal["issue", "reissue", "unlock", "revoke", "suspend", "resume"] | None
     expires_at: datetime
     display_code: str | None = Field(
         None, description="ARS only: shown on screen, keyed in by the person during the call")
@@ -153,6 +153,19 @@ class RevokeRequest(BaseModel):
     reason: RevocationReasonName = "unspecified"
 
 
+class SuspendRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"pin": "902714"}, {"verification_id": "3f0b6f8e-8d0f-4a43-9d55-2b8f6c1f0c2a"}]})
+    pin: str | None = Field(None, max_length=16, json_schema_extra=_SECRET)
+    verification_id: str | None = Field(None, max_length=64)
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"verification_id": "3f0b6f8e-8d0f-4a43-9d55-2b8f6c1f0c2a"}]})
+    verification_id: str = Field(max_length=64)
+
+
 class LookupRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"rrn": "900101-1234567"}]})
     rrn: str = Field(max_length=14, json_schema_extra=_SECRET)
@@ -161,7 +174,7 @@ class LookupRequest(BaseModel):
 class CertificatePublic(BaseModel):
     id: str
     serial: str = Field(description="lowercase hex, no 0x")
-    status: Literal["active", "revoked", "expired"]
+    status: Literal["active", "suspended", "revoked", "expired"]
     not_before: datetime
     not_after: datetime
     certificate_pem: str
@@ -196,7 +209,8 @@ class CertificateList(BaseModel):
 
 class StatusPublic(BaseModel):
     serial: str
-    status: Literal["good", "revoked", "expired", "unknown"]
+    status: Literal["good", "suspended", "revoked", "expired", "unknown"] = Field(
+        description="suspended: on hold; OCSP and the CRL say revoked, reason certificateHold")
     not_after: datetime | None
     revoked_at: datetime | None
     revocation_reason: str | None

@@ -206,9 +206,10 @@ class CertificateService:
                 repo = uow.records
                 person = await repo.get_person(person_id, for_update=True)
                 assert person is not None
-                previous = await repo.active_certificate_of(person_id)
+                previous = (await repo.active_certificate_of(person_id)  # or one on hold:
+                            or await uow.suspensions.held_certificate_of(person_id))
                 if previous is not None:
-                    await repo.revoke(previous.id, RevocationReason.SUPERSEDED, now)
+                    await store_revocation(repo, previous.id, RevocationReason.SUPERSEDED, now)
                     await repo.set_replaces(certificate_id, previous.id)
                     published = await self.revocations.record(uow, previous.id)
                 await repo.activate_certificate(certificate_id, certificate_der=der,

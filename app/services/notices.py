@@ -52,6 +52,28 @@ class ContactUpdate:
     email: str | None = None
 
 
+async def enqueue_notice(uow: UnitOfWork, kind: NoticeKind, *, client_id: str | None,
+                         phone: str, now: datetime, replaced: ReplacedPhone | None = None,
+                         claimed_until: datetime | None = None) -> list[OutboxNotice]:
+    """Write the notice(s) of a change to the outbox in its unit of work. Unclaimed
+    (``claimed_until`` None), it is left to the redelivery loop of a running server: the way
+    a command-line change (no notifier at hand) tells the person."""
+    client = await uow.records.get_client(client_id) if client_id else None
+    bank = client.name if client is not None else "Certcloud"
+    texts = {phone: notice_text(kind, bank=bank, at=now)}
+    if replaced is not None and replaced.phone != phone:
+        texts = {replaced.phone: notice_text(kind, bank=bank, at=now, phone_replaced=True,
+                                             may_take_back=replaced.may_take_back),
+                 **texts}
+    queued = []
+    for recipient, text in texts.items():
+        notice = OutboxNotice(str(uuid.uuid4()), recipient, text)
+        await uow.outbox.add(notice, kind=kind.value, client_id=client_id, now=now,
+                             claimed_until=claimed_until)
+        queued.append(notice)
+    return queued
+
+
 class Notices:
     def __init__(self, uow: UnitOfWorkFactory, notifier: Notifier, secrets_: ServerSecrets,
                  clock: Clock) -> None:
@@ -61,21 +83,10 @@ class Notices:
                       phone: str, now: datetime, replaced: ReplacedPhone | None = None
                       ) -> list[OutboxNotice]:
         """Inside the change's transaction: a notice to ``phone`` (the phone on record after
-        the change) and, when the change replaced it, to the ``replaced`` phone too."""
-        client = await uow.records.get_client(client_id) if client_id else None
-        bank = client.name if client is not None else "Certcloud"
-        texts = {phone: notice_text(kind, bank=bank, at=now)}
-        if replaced is not None and replaced.phone != phone:
-            texts = {replaced.phone: notice_text(kind, bank=bank, at=now, phone_replaced=True,
-                                                 may_take_back=replaced.may_take_back),
-                     **texts}
-        queued = []
-        for recipient, text in texts.items():
-            notice = OutboxNotice(str(uuid.uuid4()), recipient, text)
-            await uow.outbox.add(notice, kind=kind.value, client_id=client_id, now=now,
-                             claimed_until=now + CLAIM)
-            queued.append(notice)
-        return queued
+        the change) and, when the change replaced it, to the ``replaced`` phone too. Claimed
+        for the caller, who delivers it once the change commits."""
+        return await enqueue_notice(uow, kind, client_id=client_id, phone=phone, now=now,
+                                    replaced=replaced, claimed_until=now + CLAIM)
 
     async def deliver(self, queued: Iterable[OutboxNotice]) -> None:
         """After the commit: send each; never raises (what fails is tried again later)."""

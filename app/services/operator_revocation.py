@@ -1,5 +1,7 @@
 """A CA-side revocation by the operator: no PIN, no verification; published to OCSP and the
-CRL like every revocation, and audited with the operator as the actor."""
+CRL like every revocation, audited with the operator as the actor, and told to the person's
+phone on record through the notice outbox (sent by a running server's redelivery loop: the
+command line has no notifier)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from datetime import datetime
 
 from app.domain.certificates import Certificate, RevocationReason, revocation_update
 from app.domain.errors import InvalidInput, NotFound
+from app.domain.notices import NoticeKind
 from app.domain.ports import Clock, RevocationRecorder, UnitOfWorkFactory
 from app.domain.repositories import Records
+from app.services.notices import enqueue_notice
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,10 @@ class OperatorRevocation:
             changed = await store_revocation(uow.records, certificate.id, reason, now)
             if changed is not None:
                 published = await self.revocations.record(uow, certificate.id)
+                person = await uow.records.get_person(certificate.person_id)
+                assert person is not None  # told as a bank's revocation tells the person
+                await enqueue_notice(uow, NoticeKind.REVOKE, client_id=None,
+                                     phone=person.phone, now=now)
                 await uow.audit(now=now, action="revoke", client_id=None,
                                 certificate_id=certificate.id, reason=changed.api_name,
                                 actor="operator")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.certificates import MAX_WRONG_PINS, Certificate, StoredState
+from app.domain.certificates import MAX_WRONG_PINS, Certificate, RevocationReason, StoredState
 from app.storage.repository import _certificate, _lineage, _with_lineage_count
 from app.storage.tables import certificates
 
@@ -15,7 +16,7 @@ from app.storage.tables import certificates
 @dataclass(frozen=True)
 class CertificateFilter:
     client_id: str | None = None
-    status: str | None = None  # active | revoked | expired | locked
+    status: str | None = None  # active | suspended | revoked | expired | locked
     issued_from: datetime | None = None
     issued_to: datetime | None = None
 
@@ -32,8 +33,11 @@ async def list_certificates(conn: AsyncConnection, where: CertificateFilter,
     if where.issued_to is not None:
         query = query.where(certificates.c.not_before < where.issued_to)
     revoked = certificates.c.state == StoredState.REVOKED.value
+    held = and_(revoked, certificates.c.revocation_reason == int(RevocationReason.CERTIFICATE_HOLD))
     if where.status == "revoked":
-        query = query.where(revoked)
+        query = query.where(revoked, ~held)
+    elif where.status == "suspended":
+        query = query.where(held)
     elif where.status == "active":
         query = query.where(~revoked, certificates.c.not_after > now)
     elif where.status == "expired":

@@ -17,8 +17,9 @@ class NoticeOutbox:
         self.conn = conn
 
     async def add(self, notice: OutboxNotice, *, kind: str, client_id: str | None,
-                  now: datetime, claimed_until: datetime) -> None:
-        """Stored already claimed by the caller, who sends it once the change commits."""
+                  now: datetime, claimed_until: datetime | None) -> None:
+        """Stored already claimed by the caller, who sends it once the change commits (or
+        unclaimed, ``claimed_until`` None: due for the redelivery loop at once)."""
         await self.conn.execute(insert(notices).values(
             id=notice.id, phone=notice.phone, kind=kind, client_id=client_id, text=notice.text,
             created_at=now, attempts=0, claimed_until=claimed_until))

@@ -124,6 +124,10 @@ certificates = Table(
           sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'")),
     Index("ix_certificates_state_not_after", "state", "not_after"),
     Index("ix_certificates_replaces_id", "replaces_id"),
+    # Holds (suspensions) by age, for the job that makes the old ones permanent (0009).
+    Index("ix_certificates_held_revoked_at", "revoked_at",
+          sqlite_where=text("state = 'revoked' AND revocation_reason = 6"),
+          postgresql_where=text("state = 'revoked' AND revocation_reason = 6")),
 )
 
 verifications = Table(

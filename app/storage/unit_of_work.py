@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from app.domain.ports import AuditAppender
 from app.domain.repositories import AuditLog as AuditLogPort
 from app.domain.repositories import Leftovers as LeftoversPort
-from app.domain.repositories import Outbox, Records, Sads, StatusRecords
+from app.domain.repositories import Outbox, Records, Sads, StatusRecords, Suspensions
 from app.storage.audit_log import AuditLog
 from app.storage.csc_repository import SadRepository
 from app.storage.db import Database
@@ -22,6 +22,7 @@ from app.storage.leftovers import Leftovers
 from app.storage.notice_outbox import NoticeOutbox
 from app.storage.repository import Repository
 from app.storage.status_repository import StatusRepository
+from app.storage.suspension_repository import SuspensionRepository
 
 # Binds the audit trail (the hash chain, computed by app.services.audit) to one transaction's
 # audit log; the wiring (app.bootstrap) passes it with the chain's keys.
@@ -42,6 +43,7 @@ class SqlUnitOfWork:
         self.outbox: Outbox = NoticeOutbox(conn)
         self.audit_log: AuditLogPort = AuditLog(conn)
         self.leftovers: LeftoversPort = Leftovers(conn)
+        self.suspensions: Suspensions = SuspensionRepository(conn)
         self.audit: AuditAppender = self._bind_audit(self.audit_log)
 
     async def __aenter__(self) -> SqlUnitOfWork:

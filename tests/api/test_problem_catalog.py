@@ -32,7 +32,7 @@ ERROR_CLASSES = {"DomainError", "InvalidInput", "NotFound", "Conflict", "PinInva
                  "PinLocked", "Unauthenticated", "Forbidden", "RateLimited",
                  "DependencyUnavailable", "CscRequestError"}
 # What the f-string codes can become: the states that reach them, and the limits' names.
-STATE_CODES = {"certificate_": {"revoked", "expired"},
+STATE_CODES = {"certificate_": {"revoked", "expired", "suspended"},
                "verification_": {"verified", "used", "failed", "expired"}}
 # The HTTP edge's own codes (app/routers/problems.py): FastAPI's 400 for an undecodable body,
 # Starlette's 404/405/406, the body limit's 413, validation's 422 (two codes), and a bug's 500.

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.storage.ops_tables import audit_events
+from app.storage.tables import notices
 from tests.support.app import START, Service
 from tests.support.bank import Bank, make_bank
 from tests.support.people import person
@@ -102,6 +103,33 @@ async def test_certificates_revoke_is_published_and_audited(service: Service,
     assert json.loads(event.details) == {"reason": "key_compromise", "actor": "operator"}
     verified = await operator(service, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
+
+
+async def test_certificates_revoke_tells_the_person_and_ends_a_suspension(
+        service: Service, bank: Bank) -> None:
+    """Issue 18, item 5: the phone on record hears of a CA-side revocation as of a bank's; the
+    command queues the notice, a running server's redelivery loop sends it."""
+    who = person(3)
+    issued = (await bank.issue(who)).json()
+    held = await bank.post(f"/v1/certificates/{issued['id']}/suspend", {"pin": "902714"})
+    assert held.status_code == 200, held.text
+    suspended = await operator(service, "certificates", "list", "--status", "suspended",
+                               "--json")
+    assert [json.loads(line)["id"] for line in suspended.stdout.splitlines()] == [issued["id"]]
+    done = await operator(service, "certificates", "revoke", issued["id"],
+                          "--reason", "privilege_withdrawn")
+    assert done.returncode == 0, done.stderr
+    resource = json.loads(done.stdout)
+    assert resource["status"] == "revoked"
+    assert resource["revocation_reason"] == "privilege_withdrawn"  # the hold made permanent
+    async with service.container.db.transaction(write=False) as conn:
+        queued = (await conn.execute(select(notices.c.sent_at).where(
+            notices.c.phone == who["phone"], notices.c.kind == "revoke"))).all()
+    assert [row.sent_at for row in queued] == [None]
+    assert await service.container.notices.redeliver_due() == 1
+    texts = [m["text"] for m in (await service.http.get(
+        "/sandbox/messages", params={"phone": who["phone"]})).json() if m["code"] is None]
+    assert any("Certcloud에서 인증서 폐기" in text for text in texts), texts
 
 
 async def test_certificates_revoke_refuses_unknown_ids_and_reasons(service: Service,

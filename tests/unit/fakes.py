@@ -17,7 +17,7 @@ from types import SimpleNamespace, TracebackType
 from typing import Any
 
 from app.domain.certificates import MAX_WRONG_PINS, Certificate, RevocationReason, StoredState
-from app.domain.records import PinCheckSlot
+from app.domain.records import OutboxNotice, PinCheckSlot
 from app.domain.verification import Verification, VerificationStatus
 
 
@@ -39,6 +39,7 @@ class FakeStore:
     certificates: dict[str, CertificateRow] = field(default_factory=dict)
     verifications: dict[str, tuple[Verification, str]] = field(default_factory=dict)
     persons: dict[str, SimpleNamespace] = field(default_factory=dict)
+    notices: list[dict[str, Any]] = field(default_factory=list)  # the outbox's rows
     audit: list[dict[str, Any]] = field(default_factory=list)  # committed events, in order
     commits: int = 0
 
@@ -144,8 +145,26 @@ class FakeRecords:
                                  ) -> SimpleNamespace | None:
         return next((p for p in self.store.persons.values() if p.rrn_hmac == rrn_hmac), None)
 
+    async def get_person(self, person_id: str, *, for_update: bool = False
+                         ) -> SimpleNamespace | None:
+        return self.store.persons.get(person_id)
+
     def __getattr__(self, name: str) -> Any:
         raise NotImplementedError(f"FakeRecords.{name}: not faked yet")
+
+
+class FakeOutbox:
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    async def add(self, notice: OutboxNotice, *, kind: str, client_id: str | None,
+                  now: datetime, claimed_until: datetime | None) -> None:
+        self.store.notices.append({"id": notice.id, "phone": notice.phone, "kind": kind,
+                                   "client_id": client_id, "text": notice.text,
+                                   "created_at": now, "claimed_until": claimed_until})
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotImplementedError(f"FakeOutbox.{name}: not faked yet")
 
 
 class FakeAudit:
@@ -177,6 +196,7 @@ class FakeUnitOfWork:
         self.work = copy.deepcopy(self._store)
         self.records = FakeRecords(self.work)
         self.status = FakeStatus(self.work)
+        self.outbox = FakeOutbox(self.work)
         self.audit = FakeAudit()
         return self
 
@@ -188,7 +208,7 @@ class FakeUnitOfWork:
         self._store.audit.extend(self.audit.pending)
         self._store.commits += 1
         self.work = copy.deepcopy(self._store)
-        self.records.store = self.status.store = self.work
+        self.records.store = self.status.store = self.outbox.store = self.work
         self.audit.pending = []
 
     async def __aexit__(self, exc_type: type[BaseException] | None,

@@ -1,7 +1,10 @@
-"""A revocation by the operator on the fake unit of work: stored, recorded for status and
-audited in one unit of work; a repeat changes nothing."""
+"""A revocation by the operator on the fake unit of work: stored, recorded for status,
+audited and told to the phone on record (an unclaimed notice, left to a running server's
+redelivery loop) in one unit of work; a repeat changes nothing."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 
@@ -30,9 +33,13 @@ class Recorder:
         raise AssertionError("a revocation presigns nothing")
 
 
+PHONE = "+821012345678"
+
+
 def _operator() -> tuple[OperatorRevocation, FakeUnitOfWorkFactory, Recorder]:
     uow, recorder = FakeUnitOfWorkFactory(), Recorder()
     add_certificate(uow.store, "c1", serial="0a1b")
+    uow.store.persons["p1"] = SimpleNamespace(id="p1", phone=PHONE)
     return OperatorRevocation(uow, recorder, FixedClock(NOW)), uow, recorder  # type: ignore[arg-type]
 
 
@@ -47,6 +54,10 @@ async def test_a_revocation_by_serial_is_stored_recorded_and_audited_in_one_unit
     assert event == {"action": "revoke", "result": "ok", "client_id": None,
                      "certificate_id": "c1", "reason": "key_compromise", "actor": "operator"}
     assert unit is next(u for u in uow.opened if u.write)  # status recorded in the same unit
+    (notice,) = uow.store.notices
+    assert notice["phone"] == PHONE and notice["kind"] == "revoke"
+    assert notice["client_id"] is None and notice["claimed_until"] is None  # for redelivery
+    assert "Certcloud에서 인증서 폐기" in notice["text"]
     assert uow.store.commits == 1
 
 
@@ -55,6 +66,7 @@ async def test_a_repeat_changes_nothing_and_audits_nothing() -> None:
     await operator.revoke("c1", RevocationReason.SUPERSEDED)
     await operator.revoke("c1", RevocationReason.SUPERSEDED)
     assert len(uow.store.audit) == 1 and len(recorder.recorded) == 1
+    assert len(uow.store.notices) == 1  # the repeat tells nobody
     assert recorder.published == [1, None]
 
 
@@ -64,5 +76,5 @@ async def test_hold_and_unknown_certificates_are_refused_without_a_write() -> No
         await operator.revoke("c1", RevocationReason.CERTIFICATE_HOLD)
     with pytest.raises(NotFound):
         await operator.revoke("nope", RevocationReason.UNSPECIFIED)
-    assert uow.store.commits == 0
+    assert uow.store.commits == 0 and uow.store.notices == []
     assert uow.store.certificates["c1"].certificate.state is StoredState.ACTIVE
