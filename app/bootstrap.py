@@ -24,6 +24,7 @@ from app.pki.ca import (
 from app.pki.keys import KdfParams
 from app.services import audit
 from app.services.auth import AuthService
+from app.services.cades import CmsExtras
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
 from app.services.custody import KeyCustody
@@ -35,6 +36,7 @@ from app.services.notices import Notices
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
+from app.services.tsa import TimeStampService
 from app.services.verifications import VerificationService
 from app.settings import LimitsSettings, Settings
 from app.storage import migrate
@@ -269,6 +271,7 @@ class Container:
     signing: SigningService
     csc: CscService
     status: StatusService
+    tsa: TimeStampService
     limiter: RateLimiter
     custody: KeyCustody
     notices: Notices
@@ -309,12 +312,15 @@ async def build_container(settings: Settings, clock: Clock,
     certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
                                       revocations=status)
     limiter = RateLimiter(_counter_store(settings.limits, db))
-    signing = SigningService(db, certificates, clock, limiter, settings.limits)
+    tsa = TimeStampService(db, ca, protector, settings.tsa, issuer.profile, clock, limiter)
+    signing = SigningService(db, certificates, clock, limiter, settings.limits,
+                             CmsExtras.of(ca, tsa))
     lookup = LookupService(db, secrets_, clock, limiter, settings.limits)
     try:
         async with db.transaction() as conn:  # rows from before the chain's own key
             await audit.seal_legacy_rows(conn, secrets_.audit_key, clock.now())
         await status.start()  # a responder and a CRL exist before the first request
+        await tsa.start()  # and a TSA certificate
     except BaseException:
         await limiter.store.close()
         await status.close()
@@ -329,5 +335,5 @@ async def build_container(settings: Settings, clock: Clock,
         verifications=VerificationService(db, verifier, secrets_, clock, limiter,
                                           settings.limits),
         certificates=certificates, lookup=lookup, signing=signing,
-        csc=CscService(db, certificates, signing, lookup, clock), status=status,
+        csc=CscService(db, certificates, signing, lookup, clock), status=status, tsa=tsa,
         limiter=limiter, custody=custody, notices=notices)

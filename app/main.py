@@ -27,6 +27,7 @@ from app.routers import (
     problems,
     sandbox,
     status,
+    tsa,
     verifications,
 )
 from app.routers import csc as csc_router
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                        log_requests=settings.access_log)
     app.add_middleware(SecurityHeadersMiddleware)
     ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
+    tsa.install(app)
     for module in (oauth, verifications, certificates, status, audit, health, metrics,
                    problem_pages):
         app.include_router(module.router)

@@ -33,12 +33,13 @@ from sqlalchemy import Table, and_, bindparam, func, select, update
 from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.domain.ports import KeyProtector
 from app.services import audit
-from app.services.custody import key_binding, responder_binding
+from app.services.custody import key_binding, responder_binding, tsa_binding
 from app.services.secrets import AuditKeys
 from app.storage.db import Database
 from app.storage.keyring_file import MasterKeyInfo
 from app.storage.status_tables import ocsp_responders
 from app.storage.tables import certificates
+from app.storage.tsa_tables import tsa_signers
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ BLOB_STORES: tuple[BlobStore, ...] = (
               key_binding),
     BlobStore("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
               "wrapped_key", responder_binding),
+    BlobStore("tsa_signers.wrapped_key", tsa_signers, "id", "master_key_id", "wrapped_key",
+              tsa_binding),
 )
 
 
