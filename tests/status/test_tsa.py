@@ -197,3 +197,27 @@ async def test_the_signer_survives_a_restart_and_rolls_over(settings: Settings,
         renewed = _tsa_certificate(service)
         assert renewed != first and renewed.serial_number != first.serial_number
         assert renewed.not_valid_after_utc > first.not_valid_after_utc
+
+
+async def test_a_failed_renewal_keeps_stamping_with_the_current_certificate(
+        settings: Settings, clock: FixedClock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.domain.errors import DependencyUnavailable
+    from app.services.tsa.signers import TsaSigners
+
+    async with running(settings, clock) as service:
+        first = _tsa_certificate(service)
+    later = FixedClock(first.not_valid_after_utc
+                       - timedelta(seconds=settings.tsa.renew_before_seconds - 60))
+
+    async def token_down(*_args: object) -> None:
+        raise DependencyUnavailable("the key store is unavailable", code="key_store_unavailable")
+
+    async with running(settings, clock) as service:
+        monkeypatch.setattr(TsaSigners, "_issue", token_down)
+        service.container.tsa.signers._clock = later
+        service.container.tsa._clock = later
+        _data, query = _query(tmp_path, "sha256")
+        info = _token_info(await _post(service, query.read_bytes()))[1]
+        assert info["gen_time"].native == later.now()
+        assert _tsa_certificate(service) == first

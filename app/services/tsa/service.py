@@ -9,9 +9,11 @@ faults (media type, size, the rate limit) are problem+json, in the router.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from app.domain.errors import DependencyUnavailable
 from app.domain.ports import Clock, KeyProtector
 from app.pki import tsp
 from app.pki.ca import CertificateAuthority, Profile
@@ -20,6 +22,8 @@ from app.services.limits import Limit, RateLimiter
 from app.services.tsa.signers import Signer, TsaSigners
 from app.settings import TsaSettings
 from app.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 # Signs a time-stamp over a signature value: (signature, hash) -> DER TimeStampToken.
 Stamper = Callable[[bytes, HashName], bytes]
@@ -67,7 +71,13 @@ class TimeStampService:
         return stamp
 
     async def _signer(self) -> Signer | None:
-        await self.signers.ensure()
+        """The signer now; a failed renewal keeps the current one while it is valid."""
+        try:
+            await self.signers.ensure()
+        except DependencyUnavailable:
+            if self.signers.usable(self._clock.now()) is None:
+                raise
+            log.warning("could not renew the TSA certificate; signing with the current one")
         return self.signers.usable(self._clock.now())
 
     def _token(self, signer: Signer, request: tsp.TimeStampRequest, now: datetime) -> bytes:

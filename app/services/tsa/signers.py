@@ -90,7 +90,8 @@ class TsaSigners:
         signer_id = str(uuid.uuid4())
         serial = x509.random_serial_number()
         not_before = backdated(now)
-        not_after = now + timedelta(seconds=settings.certificate_validity_seconds)
+        not_after = min(now + timedelta(seconds=settings.certificate_validity_seconds),
+                        ca.certificate.not_valid_after_utc)  # never past the CA's own end
         certificate = await asyncio.to_thread(
             tsp.issue_tsa_certificate, ca_key=ca.key, ca_certificate=ca.certificate,
             public_key=key.public_key(), serial=serial, not_before=not_before,
