@@ -15,10 +15,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from app.pki.tsp import MAX_REQUEST_BYTES
 from app.routers.problem_catalog import responses_for
 from app.routers.problems import problem
-from app.services.tsa import TimeStampService
+from app.services.tsa import MAX_REQUEST_BYTES, TimeStampService
 
 TIMESTAMP_QUERY = "application/timestamp-query"
 TIMESTAMP_REPLY = "application/timestamp-reply"

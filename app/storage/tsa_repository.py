@@ -1,13 +1,13 @@
-"""Reads and writes of ``tsa_signers``."""
+"""Reads and writes of ``tsa_signers`` (app.domain.repositories.TsaRecords)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.records import StoredTsaSigner
 from app.storage.tsa_tables import tsa_signers
 
 
@@ -15,10 +15,16 @@ class TsaRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def newest_signer(self) -> Row[Any] | None:
-        return (await self.conn.execute(
-            select(tsa_signers).order_by(tsa_signers.c.not_after.desc(),
-                                         tsa_signers.c.id).limit(1))).first()
+    async def newest_signer(self) -> StoredTsaSigner | None:
+        c = tsa_signers.c
+        row = (await self.conn.execute(
+            select(c.id, c.certificate_der, c.master_key_id, c.wrapped_key, c.not_after)
+            .order_by(c.not_after.desc(), c.id).limit(1))).first()
+        if row is None:
+            return None
+        return StoredTsaSigner(id=row.id, certificate_der=bytes(row.certificate_der),
+                               master_key_id=row.master_key_id,
+                               wrapped_key=bytes(row.wrapped_key), not_after=row.not_after)
 
     async def add_signer(self, *, signer_id: str, serial: str, key_algorithm: str,
                          certificate_der: bytes, master_key_id: str, wrapped_key: bytes,

@@ -14,14 +14,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from app.domain.errors import DependencyUnavailable
-from app.domain.ports import Clock, KeyProtector
+from app.domain.ports import Clock, KeyProtector, UnitOfWorkFactory
 from app.pki import tsp
 from app.pki.ca import CertificateAuthority, Profile
 from app.pki.signing import HashName
 from app.services.limits import Limit, RateLimiter
 from app.services.tsa.signers import Signer, TsaSigners
 from app.settings import TsaSettings
-from app.storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +29,11 @@ Stamper = Callable[[bytes, HashName], bytes]
 
 
 class TimeStampService:
-    def __init__(self, db: Database, ca: CertificateAuthority, protector: KeyProtector,
-                 settings: TsaSettings, profile: Profile, clock: Clock,
+    def __init__(self, uow: UnitOfWorkFactory, ca: CertificateAuthority,
+                 protector: KeyProtector, settings: TsaSettings, profile: Profile, clock: Clock,
                  limiter: RateLimiter) -> None:
         self.settings, self._clock, self._limiter = settings, clock, limiter
-        self.signers = TsaSigners(db, ca, protector, settings, profile, clock)
+        self.signers = TsaSigners(uow, ca, protector, settings, profile, clock)
         self.per_address = Limit("tsa_requests_per_address",
                                  settings.requests_per_address_per_minute, 60)
 

@@ -11,21 +11,19 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from app.domain.ports import Clock, KeyProtector
+from app.domain.ports import Clock, KeyProtector, UnitOfWorkFactory
+from app.domain.records import StoredTsaSigner
+from app.domain.serials import serial_hex
 from app.pki import tsp
 from app.pki.ca import CertificateAuthority, Profile
-from app.pki.ocsp import backdated
+from app.pki.ocsp_responder import backdated
 from app.services.custody import tsa_binding
 from app.settings import TsaSettings
-from app.storage.db import Database
-from app.storage.status_repository import StatusRepository
-from app.storage.tsa_repository import TsaRepository
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +39,10 @@ class Signer:
 
 
 class TsaSigners:
-    def __init__(self, db: Database, ca: CertificateAuthority, protector: KeyProtector,
-                 settings: TsaSettings, profile: Profile, clock: Clock) -> None:
-        self._db, self._ca, self._protector = db, ca, protector
+    def __init__(self, uow: UnitOfWorkFactory, ca: CertificateAuthority,
+                 protector: KeyProtector, settings: TsaSettings, profile: Profile,
+                 clock: Clock) -> None:
+        self._uow, self._ca, self._protector = uow, ca, protector
         self.settings, self._profile, self._clock = settings, profile, clock
         self._current: Signer | None = None
         self._lock = asyncio.Lock()
@@ -67,21 +66,21 @@ class TsaSigners:
             current = self._current
             if current is not None and current.not_after - now > renew_before:
                 return
-            async with self._db.transaction(write=False) as conn:
-                row = await TsaRepository(conn).newest_signer()
+            async with self._uow(write=False) as uow:
+                row = await uow.tsa.newest_signer()
             if row is not None and (current is None or row.id != current.id):
                 self._current = await self._load(row)
                 if row.not_after - now > renew_before:
                     return
             self._current = await self._issue(now, renew_before)
 
-    async def _load(self, row: Any) -> Signer:
-        pkcs8 = await self._protector.unwrap(row.master_key_id, bytes(row.wrapped_key),
+    async def _load(self, row: StoredTsaSigner) -> Signer:
+        pkcs8 = await self._protector.unwrap(row.master_key_id, row.wrapped_key,
                                              tsa_binding(row.id))
         key = serialization.load_der_private_key(pkcs8, None)
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise ValueError("the TSA key must be RSA or EC")
-        certificate = x509.load_der_x509_certificate(bytes(row.certificate_der))
+        certificate = x509.load_der_x509_certificate(row.certificate_der)
         return Signer(row.id, tsp.TsaIdentity(key, certificate, self._ca.below_root))
 
     async def _issue(self, now: datetime, renew_before: timedelta) -> Signer:
@@ -100,20 +99,21 @@ class TsaSigners:
         pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption())
         master_key_id, wrapped = await self._protector.wrap(pkcs8, tsa_binding(signer_id))
-        async with self._db.transaction() as conn:
-            await StatusRepository(conn).lock_state()  # one replica issues at a time
-            repo = TsaRepository(conn)
+        async with self._uow() as uow:
+            await uow.status.lock_state()  # one replica issues at a time
+            repo = uow.tsa
             newest = await repo.newest_signer()
             if newest is not None and newest.not_after - now > renew_before:
                 winner = newest  # another replica rolled over first
             else:
                 await repo.add_signer(
-                    signer_id=signer_id, serial=format(serial, "x"),
+                    signer_id=signer_id, serial=serial_hex(serial),
                     key_algorithm=settings.key_algorithm,
                     certificate_der=certificate.public_bytes(serialization.Encoding.DER),
                     master_key_id=master_key_id, wrapped_key=wrapped, not_before=not_before,
                     not_after=not_after, now=now)
                 winner = None
+            await uow.commit()
         if winner is not None:
             return await self._load(winner)
         log.info("issued a TSA certificate",
