@@ -18,9 +18,10 @@ from app.pki.ca import CertificateAuthority, Profile
 from app.pki.keys import KdfParams
 from app.services import audit
 from app.services.auth import AuthService
+from app.services.cades import CmsExtras
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
-from app.services.custody import KeyCustody, key_binding, responder_binding
+from app.services.custody import KeyCustody, key_binding, responder_binding, tsa_binding
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
@@ -32,6 +33,7 @@ from app.services.secrets import AuditKeys, ServerSecrets
 from app.services.signing import SigningService
 from app.services.status import StatusService
 from app.services.suspension import SuspensionService
+from app.services.tsa import TimeStampService
 from app.services.verifications import VerificationService
 from app.settings import LimitsSettings, Settings
 from app.startup import (
@@ -51,6 +53,7 @@ from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters
 from app.storage.status_tables import ocsp_responders
 from app.storage.tables import certificates as certificate_rows
+from app.storage.tsa_tables import tsa_signers
 from app.storage.unit_of_work import SqlUnitOfWorkFactory
 from app.storage.wrapped_blobs import BlobTable, SqlWrappedBlobs
 from app.verifiers.registry import build_notifier, build_verifier
@@ -203,6 +206,8 @@ def wrapped_blobs(db: Database) -> SqlWrappedBlobs:
                   "wrapped_key", key_binding),
         BlobTable("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
                   "wrapped_key", responder_binding),
+        BlobTable("tsa_signers.wrapped_key", tsa_signers, "id", "master_key_id", "wrapped_key",
+                  tsa_binding),
     ])
 
 
@@ -226,6 +231,7 @@ class Container:
     signing: SigningService
     csc: CscService
     status: StatusService
+    tsa: TimeStampService
     limiter: RateLimiter
     custody: KeyCustody
     notices: Notices
@@ -292,12 +298,15 @@ async def build_container(settings: Settings, clock: Clock,
     certificates = CertificateService(uow, issuer, custody, secrets_, clock, notices=notices,
                                       pin_gate=pin_gate, verifications=verifications,
                                       revocations=status)
-    signing = SigningService(uow, certificates, pin_gate, clock, limiter, settings.limits)
+    tsa = TimeStampService(uow, ca, protector, settings.tsa, issuer.profile, clock, limiter)
+    signing = SigningService(uow, certificates, pin_gate, clock, limiter, settings.limits,
+                             CmsExtras.of(ca, tsa))
     lookup = LookupService(uow, secrets_, clock, limiter, settings.limits)
     audit_service = audit.AuditService(uow, secrets_.audit_key)
     try:
         await audit_service.seal_legacy_rows(clock.now())  # rows from before the chain's key
         await status.start()  # a responder and a CRL exist before the first request
+        await tsa.start()  # and a TSA certificate
     except BaseException:
         custody.close()
         await http.aclose()
@@ -312,5 +321,5 @@ async def build_container(settings: Settings, clock: Clock,
             uow, certificates, pin_gate, clock, notices=notices,
             revocations=status, max_hold=timedelta(days=settings.suspension_max_days)),
         audit=audit_service, lookup=lookup, signing=signing,
-        csc=CscService(uow, certificates, signing, lookup, clock), status=status,
+        csc=CscService(uow, certificates, signing, lookup, clock), status=status, tsa=tsa,
         limiter=limiter, custody=custody, notices=notices, idempotency=wiring.idempotency())

@@ -27,6 +27,7 @@ from app.routers import (
     problem_pages,
     problems,
     sandbox,
+    tsa,
     verifications,
 )
 from app.routers import csc as csc_router
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                        log_requests=settings.access_log)
     app.add_middleware(SecurityHeadersMiddleware)
     ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
+    tsa.install(app)
     for module in (oauth, verifications, certificates, ca_status, audit, health, metrics,
                    problem_pages):
         app.include_router(module.router)

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Certcloud's own certificate-policy OID (a UUID arc, RFC 4122 / X.667); never KFTC's.
 DEFAULT_POLICY_OID = "2.25.271286366218458123356003116766787905379"
+DEFAULT_TSA_POLICY_OID = f"{DEFAULT_POLICY_OID}.1"
 PLACEHOLDERS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "dev"})
 MIN_SECRET_LENGTH = 32
 
@@ -153,6 +154,28 @@ class StatusSettings(BaseModel):
         return self
 
 
+class TsaSettings(BaseModel):
+    """The RFC 3161 time-stamping authority at POST /tsa (``CERTCLOUD_TSA__*``)."""
+
+    # The TSA policy every TSTInfo names (and the only reqPolicy accepted): by default an arc
+    # under the service's own UUID OID (2.25, X.667), so no registration is needed.
+    policy_oid: str = Field(DEFAULT_TSA_POLICY_OID, pattern=r"^[0-2](\.(0|[1-9][0-9]*))+$")
+    # The accuracy stated in every token: the system clock's bound (keep it NTP-disciplined).
+    accuracy_seconds: int = Field(1, ge=1, le=60)
+    key_algorithm: Literal["rsa2048", "p256"] = "rsa2048"
+    certificate_validity_seconds: int = Field(365 * 86400, ge=86400, le=5 * 366 * 86400)
+    # A new TSA certificate (and key) is issued once the newest has less than this left.
+    renew_before_seconds: int = Field(30 * 86400, ge=3600)
+    # POST /tsa has no account: every request counts against its source address.
+    requests_per_address_per_minute: int = Field(120, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TsaSettings:
+        if not self.renew_before_seconds < self.certificate_validity_seconds:
+            raise ValueError("renew_before_seconds must be below certificate_validity_seconds")
+        return self
+
+
 class OAuthSettings(BaseModel):
     token_ttl_seconds: int = Field(900, ge=60, le=86400)
     issuer: str = "certcloud"
@@ -195,6 +218,7 @@ class Settings(BaseSettings):
     oauth: OAuthSettings = OAuthSettings()
     limits: LimitsSettings = LimitsSettings()
     status: StatusSettings = StatusSettings()
+    tsa: TsaSettings = TsaSettings()
 
     @field_validator("public_base_url")
     @classmethod

@@ -16,6 +16,7 @@ from app.domain.repositories import (
     Sads,
     StatusRecords,
     Suspensions,
+    TsaRecords,
 )
 
 
@@ -97,6 +98,7 @@ class UnitOfWork(Protocol):
     audit_log: AuditLog
     leftovers: Leftovers
     suspensions: Suspensions
+    tsa: TsaRecords
     audit: AuditAppender
 
     async def commit(self) -> None: ...

@@ -104,3 +104,14 @@ class MasterKeyInfo:
     location: str  # "local" or "pkcs11"
     created_at: datetime | None
     current: bool
+
+
+@dataclass(frozen=True)
+class StoredTsaSigner:
+    """A row of ``tsa_signers``: the TSA certificate and its key wrapped under a master key."""
+
+    id: str
+    certificate_der: bytes
+    master_key_id: str
+    wrapped_key: bytes = field(repr=False)
+    not_after: datetime

@@ -1,7 +1,7 @@
 """What the use cases read and write, one transaction's worth at a time: app/storage
 implements these (``repository``, ``status_repository``, ``csc_repository``, ``notice_outbox``,
-``audit_log``, ``suspension_repository``) and tests/unit/fakes.py fakes them. Rows of persons
-and clients come back as records with the tables' column names."""
+``audit_log``, ``suspension_repository``, ``tsa_repository``) and tests/unit/fakes.py fakes
+them. Rows of persons and clients come back as records with the tables' column names."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from app.domain.records import (
     OutboxNotice,
     PinCheckSlot,
     StoredSad,
+    StoredTsaSigner,
 )
 from app.domain.verification import Verification
 
@@ -160,6 +161,15 @@ class Suspensions(Protocol):
     async def release(self, certificate_id: str, now: datetime) -> bool: ...
     async def held_certificate_of(self, person_id: str) -> Certificate | None: ...
     async def holds_placed_before(self, cutoff: datetime, limit: int) -> list[str]: ...
+
+
+class TsaRecords(Protocol):
+    """The time-stamping authority's signers (its certificates and wrapped keys)."""
+
+    async def newest_signer(self) -> StoredTsaSigner | None: ...
+    async def add_signer(self, *, signer_id: str, serial: str, key_algorithm: str,
+                         certificate_der: bytes, master_key_id: str, wrapped_key: bytes,
+                         not_before: datetime, not_after: datetime, now: datetime) -> None: ...
 
 
 class Leftovers(Protocol):

@@ -16,7 +16,7 @@ assembled with ``asn1crypto`` and only the signature itself comes from ``cryptog
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from app.pki.keys import UserPrivateKey
 from app.pki.signing import (
     DIGEST_SIZES,
+    HashName,
     Mechanism,
     Padding,
     SigningInputError,
@@ -72,8 +73,8 @@ def signing_certificate_v2(certificate_der: bytes, issuer_der: bytes, serial: in
     return _frozen(tsp.SigningCertificateV2({"certs": [ess]}))
 
 
-def _signature_algorithm(key: UserPrivateKey, mechanism: Mechanism
-                         ) -> algos.SignedDigestAlgorithm:
+def signature_algorithm(key: UserPrivateKey, mechanism: Mechanism
+                        ) -> algos.SignedDigestAlgorithm:
     if mechanism.padding is Padding.PSS:
         hash_algo = algos.DigestAlgorithm({"algorithm": mechanism.hash_name})
         return algos.SignedDigestAlgorithm({
@@ -93,6 +94,7 @@ def build_signed_data(
     *, key: UserPrivateKey, certificate_der: bytes, mechanism: Mechanism, signed_at: datetime,
     content: bytes | None = None, content_digest: bytes | None = None, detached: bool = False,
     extra_certificates: Sequence[bytes] = (),
+    stamp: Callable[[bytes, HashName], bytes] | None = None,
 ) -> bytes:
     """A DER ``ContentInfo`` holding CAdES-BES SignedData over ``content`` (or its digest).
 
@@ -102,6 +104,9 @@ def build_signed_data(
     :param content: the data; inside the structure unless ``detached``.
     :param content_digest: the digest of data the caller keeps; needs ``detached``.
     :param extra_certificates: DER certificates to add after the signer's (e.g. its CA).
+    :param stamp: a time-stamper given the signature value and the digest algorithm, returning
+        a DER TimeStampToken; it goes in the unsigned attribute id-aa-signatureTimeStampToken
+        (CAdES-T, ETSI EN 319 122-1 §5.3).
     :raises SigningInputError: neither or both of content and digest, a digest of the wrong
         length, an attached signature without the content, or a mechanism the key cannot do.
     """
@@ -128,6 +133,11 @@ def build_signed_data(
     # RFC 5652 §5.4: the signature covers the DER of the attributes with the SET OF tag.
     attrs_digest = digest(signed_attrs.dump(), mechanism.hash_name)
     signature = sign_digest(key, attrs_digest, mechanism)
+    unsigned: dict[str, object] = {}
+    if stamp is not None:
+        token = cms.ContentInfo.load(stamp(signature, mechanism.hash_name))
+        unsigned["unsigned_attrs"] = cms.CMSAttributes([cms.CMSAttribute(
+            {"type": "signature_time_stamp_token", "values": [token]})])
 
     digest_algorithm = algos.DigestAlgorithm({"algorithm": mechanism.hash_name})
     signer_info = _frozen(cms.SignerInfo({
@@ -136,8 +146,9 @@ def build_signed_data(
             "issuer": asn1_x509.Name.load(issuer_der), "serial_number": serial}),
         "digest_algorithm": digest_algorithm,
         "signed_attrs": signed_attrs,
-        "signature_algorithm": _signature_algorithm(key, mechanism),
+        "signature_algorithm": signature_algorithm(key, mechanism),
         "signature": signature,
+        **unsigned,
     }))
     # Freshly loaded, untouched objects: asn1crypto then copies their DER as is instead of
     # re-encoding the whole certificate (which costs tens of milliseconds).

@@ -25,7 +25,7 @@ from app.routers.problems import problem
 log = logging.getLogger(__name__)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Reads, protocol endpoints and the sandbox need no idempotency keys.
-_EXEMPT = ("/oauth2/", "/ocsp", "/sandbox/", "/callbacks/", "/v1/certificates/lookup")
+_EXEMPT = ("/oauth2/", "/ocsp", "/tsa", "/sandbox/", "/callbacks/", "/v1/certificates/lookup")
 _CSC = "/csc/"
 
 

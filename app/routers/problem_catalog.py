@@ -30,6 +30,7 @@ _USE_VERIFICATION = ("verification_not_found", "verification_not_yours",
 _NEW_KEY = ("pin_format", "pin_weak", "pin_kdf_busy", "key_store_unavailable")
 _SIGN = ("payload_required", "too_many_items", "detached_invalid", "digest_requires_detached",
          "digest_length_invalid", "padding_unsupported", "base64_invalid",
+         "timestamp_requires_cms", "timestamp_unavailable",
          "certificate_superseded", "rate_limited_signatures_per_certificate",
          "rate_limiter_unavailable")
 _CONFIRM = ("verification_not_found", "verification_not_yours", "verification_verified",
@@ -73,6 +74,9 @@ ROUTE_CODES: dict[str, tuple[str, ...]] = {
     "metrics": ("token_missing", "token_invalid", "client_disabled", "scope_missing"),
     "ocsp_post": ("body_too_large", "unsupported_media_type"),
     "ocsp_get": ("not_found", "uri_too_long"),
+    "tsa_post": ("body_too_large", "unsupported_media_type",
+                 "rate_limited_tsa_requests_per_address", "rate_limiter_unavailable",
+                 "database_unavailable", "key_store_unavailable"),
     "crl": ("crl_unavailable", "database_unavailable"),
     "problem_page": ("not_found",),
     "problem_index": (),

@@ -121,6 +121,7 @@ CODES: dict[str, ProblemCode] = {
     "rate_limited_wrong_codes_per_client": _limit("wrong_codes_per_client", 500, 3600),
     "rate_limited_signatures_per_certificate": _limit("signatures_per_certificate", 60, 60),
     "rate_limited_lookups_per_client": _limit("lookups_per_client", 60, 60),
+    "rate_limited_tsa_requests_per_address": _limit("tsa_requests_per_address", 120, 60),
     "rate_limiter_unavailable": ProblemCode(503, "the rate-limit store is unavailable", "The "
                                             "shared counter store (Redis) cannot be reached; "
                                             "limited operations are refused.", _OUTAGE),
@@ -243,6 +244,14 @@ CODES.update({
     "padding_unsupported": _bad("PSS applies to RSA keys only", "The padding does not fit the "
                                 "key type."),
     "base64_invalid": _bad("data is not valid base64", "A field is not standard base64."),
+    "timestamp_requires_cms": _bad("timestamp applies to cms signatures only", "`timestamp` "
+                                   "without `format: cms` (a raw signature has nowhere to "
+                                   "carry the token)."),
+    "timestamp_unavailable": ProblemCode(503, "the time-stamping authority cannot sign now; "
+                                         "retry", "No TSA certificate is valid just now (it "
+                                         "is being renewed, or the CA key is unreachable); "
+                                         "nothing was signed and no PIN try was counted.",
+                                         _OUTAGE),
     "serial_invalid": _bad("serial must be hexadecimal", "The serial is not hexadecimal."),
     # Status.
     "crl_unavailable": ProblemCode(503, "no CRL has been published yet", "No CRL was "

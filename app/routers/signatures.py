@@ -57,6 +57,11 @@ class SignatureCreate(BaseModel):
         "raw", description="`raw`: PKCS#1 v1.5 (or PSS) for RSA, DER ECDSA for EC, over the "
                            "digest; `cms`: DER CMS SignedData (CAdES-BES)")
     detached: StrictBool = Field(False, description="`cms` only: leave the content out")
+    timestamp: StrictBool = Field(
+        False, description="`cms` only: add a signature time-stamp from the service's TSA "
+                           "(unsigned attribute id-aa-signatureTimeStampToken over the "
+                           "signature value: CAdES-T); with `raw`, 422 "
+                           "`timestamp_requires_cms`")
     padding: Literal["pkcs1v15", "pss"] = Field(
         "pkcs1v15", description="RSA keys only: PSS uses MGF1 with the digest algorithm and a "
                                 "salt as long as the digest")
@@ -113,7 +118,7 @@ async def create_signature(certificate_id: str, body: SignatureCreate, principal
         payloads=payloads,
         options=SignOptions(format=SignatureFormat(body.format),
                             mechanism=Mechanism(body.digest_algorithm, Padding(body.padding)),
-                            detached=body.detached))
+                            detached=body.detached, timestamp=body.timestamp))
     now = clock.now()
     encoded = [base64.b64encode(s).decode() for s in signed.signatures]
     reply = SignaturePublic(

@@ -25,6 +25,11 @@ def responder_binding(responder_id: str) -> bytes:
     return f"certcloud:ocsp-responder:{responder_id}".encode()
 
 
+def tsa_binding(signer_id: str) -> bytes:
+    """Associated data: a TSA key opens only for its own ``tsa_signers`` row."""
+    return f"certcloud:tsa-signer:{signer_id}".encode()
+
+
 class KeyCustody:
     """Owns the PIN KDF's thread pool (:class:`KdfPool`); :meth:`close` stops it."""
 

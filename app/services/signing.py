@@ -34,9 +34,11 @@ from app.pki.signing import (
     sign_digest,
     sign_digests,
 )
+from app.services.cades import CmsExtras
 from app.services.certificates import CertificateService
 from app.services.limits import Limit, RateLimiter
 from app.services.pin_gate import PinGate
+from app.services.tsa import Stamper
 from app.settings import LimitsSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class SignOptions:
     format: SignatureFormat
     mechanism: Mechanism
     detached: bool = False
+    timestamp: bool = False  # cms only: add a signature time-stamp (CAdES-T)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
                            code="too_many_items")
     if options.detached and options.format is SignatureFormat.RAW:
         raise InvalidInput("detached applies to cms signatures only", code="detached_invalid")
+    if options.timestamp and options.format is SignatureFormat.RAW:
+        raise InvalidInput("timestamp applies to cms signatures only",
+                           code="timestamp_requires_cms")
     for index, payload in enumerate(payloads):
         where = "" if len(payloads) == 1 else f" (item {index})"
         if (payload.data is None) == (payload.digest is None):
@@ -106,9 +112,10 @@ def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
 class SigningService:
     def __init__(self, uow: UnitOfWorkFactory, certificates: CertificateService,
                  pin_gate: PinGate, clock: Clock, limiter: RateLimiter,
-                 limits: LimitsSettings | None = None) -> None:
+                 limits: LimitsSettings | None = None, cms: CmsExtras | None = None) -> None:
         self.uow, self.certificates, self.pin_gate = uow, certificates, pin_gate
         self.clock, self.limiter = clock, limiter
+        self.cms = cms or CmsExtras()
         limits = limits or LimitsSettings()
         self.per_certificate = Limit("signatures_per_certificate",
                                      limits.signatures_per_certificate_per_minute, 60)
@@ -128,6 +135,7 @@ class SigningService:
         check_pin_format(pin)
         check_payloads(payloads, options)
         await self._check_key_type(certificate_id, options.mechanism)
+        stamp = await self.cms.stamper(options.timestamp)  # 503 before the PIN is tried
         await self._count_signature(certificate_id)
         certificate, key = await self.pin_gate.open_key(certificate_id, pin,
                                                         client_id=client_id,
@@ -144,7 +152,8 @@ class SigningService:
                     log.warning("automatic renewal failed; signing with the current "
                                 "certificate", extra={"certificate_id": certificate.id})
             signatures = await asyncio.to_thread(
-                _sign_payloads, key, certificate.certificate_der, payloads, options, now)
+                _sign_payloads, key, certificate.certificate_der, payloads, options, now,
+                self.cms.chain_der, stamp)
         finally:
             del key  # the only reference: the key goes with this frame
         log.info("signed", extra={"certificate_id": certificate.id, "count": len(signatures),
@@ -235,7 +244,8 @@ class SigningService:
 
 
 def _sign_payloads(key: UserPrivateKey, certificate_der: bytes, payloads: Sequence[Payload],
-                   options: SignOptions, now: datetime) -> list[bytes]:
+                   options: SignOptions, now: datetime, chain: Sequence[bytes] = (),
+                   stamp: Stamper | None = None) -> list[bytes]:
     """CPU work, run in a worker thread."""
     signatures = []
     for payload in payloads:
@@ -247,5 +257,5 @@ def _sign_payloads(key: UserPrivateKey, certificate_der: bytes, payloads: Sequen
             signatures.append(build_signed_data(
                 key=key, certificate_der=certificate_der, mechanism=options.mechanism,
                 signed_at=now, content=payload.data, content_digest=payload.digest,
-                detached=options.detached))
+                detached=options.detached, extra_certificates=chain, stamp=stamp))
     return signatures

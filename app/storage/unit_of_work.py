@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from app.domain.ports import AuditAppender
 from app.domain.repositories import AuditLog as AuditLogPort
 from app.domain.repositories import Leftovers as LeftoversPort
-from app.domain.repositories import Outbox, Records, Sads, StatusRecords, Suspensions
+from app.domain.repositories import (
+    Outbox,
+    Records,
+    Sads,
+    StatusRecords,
+    Suspensions,
+    TsaRecords,
+)
 from app.storage.audit_log import AuditLog
 from app.storage.csc_repository import SadRepository
 from app.storage.db import Database
@@ -23,6 +30,7 @@ from app.storage.notice_outbox import NoticeOutbox
 from app.storage.repository import Repository
 from app.storage.status_repository import StatusRepository
 from app.storage.suspension_repository import SuspensionRepository
+from app.storage.tsa_repository import TsaRepository
 
 # Binds the audit trail (the hash chain, computed by app.services.audit) to one transaction's
 # audit log; the wiring (app.bootstrap) passes it with the chain's keys.
@@ -44,6 +52,7 @@ class SqlUnitOfWork:
         self.audit_log: AuditLogPort = AuditLog(conn)
         self.leftovers: LeftoversPort = Leftovers(conn)
         self.suspensions: Suspensions = SuspensionRepository(conn)
+        self.tsa: TsaRecords = TsaRepository(conn)
         self.audit: AuditAppender = self._bind_audit(self.audit_log)
 
     async def __aenter__(self) -> SqlUnitOfWork:

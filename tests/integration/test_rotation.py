@@ -290,3 +290,27 @@ async def test_token_failing_mid_rewrap_then_resume(env: Env) -> None:
     assert report.moved == 600
     assert (await env.rotation.status()).totals == {second: 1000}
     await assert_all_open(env, inner)
+
+
+async def test_the_tsa_key_is_rewrapped_with_the_others(env: Env) -> None:
+    """A TSA signer's key is a blob like a responder's: rotation moves it, and it still
+    opens for its own row only."""
+    from app.services.custody import tsa_binding
+    from app.storage.tsa_tables import tsa_signers
+
+    secret = os.urandom(64)
+    master_key_id, blob = await env.protector.wrap(secret, tsa_binding("tsa-1"))
+    async with env.db.transaction() as conn:
+        await conn.execute(insert(tsa_signers).values(
+            id="tsa-1", serial="1", key_algorithm="rsa2048", certificate_der=b"x",
+            master_key_id=master_key_id, wrapped_key=blob, not_before=START, not_after=START,
+            created_at=START))
+    assert (await env.rotation.status()).counts["tsa_signers.wrapped_key"] == {master_key_id: 1}
+    second = await env.rotation.rotate(START + timedelta(days=30))
+    report = await env.rotation.rewrap(batch_size=BATCH)
+    assert (report.moved, report.failed) == (1, [])
+    async with env.db.transaction(write=False) as conn:
+        row = (await conn.execute(select(tsa_signers))).one()
+    assert row.master_key_id == second
+    assert await env.protector.unwrap(second, bytes(row.wrapped_key),
+                                      tsa_binding("tsa-1")) == secret

@@ -40,6 +40,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # The OCSP request body is DER: sent as the raw bytes schemathesis generates for it.
 schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
+schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
 
 
 class Run:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from io import BytesIO
+from typing import Any
 
 import aiohttp
 import pytest
@@ -99,14 +100,14 @@ def _blank_pdf() -> bytes:
 
 
 async def _sign_pdf(url: str, token: str, holder: Holder, pin: str, pdf: bytes,
-                    *, md_algorithm: str = "sha256") -> bytes:
+                    *, md_algorithm: str = "sha256", timestamper: Any = None) -> bytes:
     async with aiohttp.ClientSession() as session:
         session_info = CSCServiceSessionInfo(url, holder.id, oauth_token=token)
         credential = await fetch_certs_in_csc_credential(session, session_info)
         signer = CSCSigner(session, PinAuthorization(session_info, credential, session, pin))
         meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm=md_algorithm)
         out = await signers.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf)), meta,
-                                           signer=signer)
+                                           signer=signer, timestamper=timestamper)
         return bytes(out.getvalue())
 
 

@@ -201,3 +201,50 @@ async def test_pyhanko_validates_a_csc_signed_pdf_against_the_root(
     path = [cert.sha256 for cert in status.validation_path.iter_certs(include_root=True)]
     assert path == [asn1_x509.Certificate.load(c).sha256 for c in (
         der(root.certificate), issuing_der, der(holder.x509))]
+
+
+async def test_a_cms_signature_carries_the_chain_and_verifies_against_the_root_alone(
+        service: Service, bank: Bank, root: Root, files: dict[str, Path],
+        tmp_path: Path, clock: FixedClock) -> None:
+    """openssl cms -verify with only the root as -CAfile: the issuing CA travels in the CMS,
+    and in the time-stamp token (with the TSA certificate) of a CAdES-T signature."""
+    from asn1crypto import cms
+
+    holder = await issue_holder(bank, 1)
+    issuing = service.container.issuer.ca.certificate
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"signed under the bank's root")
+    reply = await bank.post(f"/v1/certificates/{holder.id}/signatures", {
+        "pin": holder.pin, "data": base64.b64encode(data.read_bytes()).decode(),
+        "format": "cms", "detached": True, "timestamp": True})
+    assert reply.status_code == 200, reply.text
+    signature = tmp_path / "sig.der"
+    signature.write_bytes(base64.b64decode(reply.json()["signature"]))
+    signed = cms.ContentInfo.load(signature.read_bytes())["content"]
+    assert {c.chosen.sha256 for c in signed["certificates"]} == {
+        asn1_x509.Certificate.load(der(holder.x509)).sha256,
+        asn1_x509.Certificate.load(der(issuing)).sha256}  # never the root itself
+    verify = [openssl(), "cms", "-verify", "-binary", "-inform", "DER", "-in", str(signature),
+              "-content", str(data), "-CAfile", str(files["root"]), "-out", "/dev/null",
+              "-attime", str(int((clock.now() + timedelta(seconds=1)).timestamp()))]
+    done = run(verify)
+    assert "Verification successful" in done.stdout + done.stderr
+
+    token = signed["signer_infos"][0]["unsigned_attrs"][0]["values"][0]
+    token_path = tmp_path / "token.der"
+    token_path.write_bytes(token.dump())
+    value_path = tmp_path / "value.bin"
+    value_path.write_bytes(signed["signer_infos"][0]["signature"].native)
+    done = run([openssl(), "ts", "-verify", "-token_in", "-in", str(token_path), "-data",
+                str(value_path), "-CAfile", str(files["root"])])
+    assert "Verification: OK" in done.stdout
+
+    # The check can fail: without the embedded chain the root alone does not reach the leaf.
+    bare = cms.ContentInfo.load(signature.read_bytes())
+    bare["content"]["certificates"] = [c for c in bare["content"]["certificates"]
+                                       if c.chosen.sha256 != asn1_x509.Certificate.load(
+                                           der(issuing)).sha256]
+    bare_path = tmp_path / "bare.der"
+    bare_path.write_bytes(bare.dump(force=True))
+    failed = run([*verify[:6], str(bare_path), *verify[7:]], check=False)
+    assert failed.returncode != 0
