@@ -1,19 +1,25 @@
 """Benchmark relying-party status: OCSP from the cache beside two baselines, and the CRL.
 
 OCSP: requests for one good serial (SHA-1 CertID, no nonce, as RFC 5019 clients send them),
-answered from the cache, at 1 and 2 server workers. Three servers run on this machine in the
+answered from the cache, at 1 and 2 server workers. Five servers run on this machine in the
 same run, one at a time, with the same load generator and the same request shape:
 
 * ``certcloud serve --workers N`` (a throw-away data directory; SQLite, or ``--database-url``);
-* ``openssl ocsp -port`` with an index file, signing every response live (``-multi N``);
-* a minimal FastAPI app on uvicorn with uvloop and httptools returning fixed bytes (the
-  Certcloud response itself): the Python HTTP ceiling (bench/_fixed_ocsp_app.py).
+* the raw-ASGI floor: a bare ASGI callable (no framework) on the same uvicorn (uvloop,
+  httptools) returning Certcloud's response bytes and headers (bench/_raw_ocsp_app.py);
+* a minimal FastAPI app on the same uvicorn returning the same bytes
+  (bench/_fixed_ocsp_app.py);
+* ``cfssl ocspserve`` (Go, Debian golang-cfssl) serving a response pre-signed with
+  ``cfssl ocspsign``, GOMAXPROCS=N;
+* ``openssl ocsp -port`` with an index file, signing every response live (``-multi N``).
 
 The load generator is ApacheBench (``ab -k``, Debian package apache2-utils). Not wrk: wrk
 opens and closes a probe connection before it starts, and that wedges the OpenSSL responder.
 Server CPU per request is the CPU time of the server's whole process group (every worker)
-during the run, divided by the requests answered. The goals of the issue: Certcloud at least
-3x the OpenSSL responder's requests per second, and at least 0.8x the fixed-bytes app's.
+during the run, divided by the requests answered. The goals: Certcloud's CPU per cache hit at most
+1.2x the raw-ASGI floor's, and more requests per second than cfssl at one worker (both ratios
+are printed); earlier goals, still printed: at least 3x the OpenSSL responder's requests per
+second, and at least 0.8x the fixed-bytes app's.
 The machine is shared, so the targets are interleaved round by round (``--rounds``) and the
 median round is reported.
 
@@ -71,6 +77,8 @@ if str(PROJECT) not in sys.path:
 OCSP_REQUEST = "application/ocsp-request"
 GOAL_OPENSSL = 3.0
 GOAL_FIXED = 0.8
+GOAL_RAW_CPU = 1.2  # Certcloud's CPU per cache hit at most this times the raw-ASGI floor's
+GOAL_CFSSL = 1.0  # Certcloud's req/s above cfssl's at one worker
 
 
 def log(message: str) -> None:
@@ -224,6 +232,7 @@ class Fixture:
     openssl_dir: Path
     openssl_request: Path
     openssl_serial: int
+    headers: list[tuple[str, str]]  # Certcloud's POST reply headers (the raw floor sends them)
 
 
 def certcloud_server(fx: Fixture, workers: int) -> tuple[Process, str]:
@@ -262,6 +271,50 @@ def fixed_server(fx: Fixture, workers: int) -> tuple[Process, str]:
                              "--http", "httptools", "--no-access-log", "--log-level",
                              "warning"], env=env, log_path=fx.work / f"fixed-{workers}.log")
     return proc, f"http://127.0.0.1:{port}"
+
+
+def raw_server(fx: Fixture, workers: int) -> tuple[Process, str]:
+    port = common.free_port()
+    env = {**os.environ, "BENCH_FIXED_BODY": str(fx.response),
+           "BENCH_FIXED_HEADERS": json.dumps(fx.headers)}
+    proc = Process("raw-asgi", [sys.executable, "-m", "uvicorn", "_raw_ocsp_app:app",
+                                "--app-dir", str(BENCH_DIR), "--host", "127.0.0.1", "--port",
+                                str(port), "--workers", str(workers), "--loop", "uvloop",
+                                "--http", "httptools", "--no-access-log", "--lifespan", "off",
+                                "--no-server-header", "--log-level", "warning"],
+                   env=env, log_path=fx.work / f"raw-{workers}.log")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def cfssl_server(fx: Fixture, workers: int) -> tuple[Process, str]:
+    """``cfssl ocspserve`` from the responses ``cfssl ocspsign`` made (pre-signed, as Certcloud's
+    cache hit); GOMAXPROCS is the worker count, so one worker is one core's worth of Go."""
+    port = common.free_port()
+    env = {**os.environ, "GOMAXPROCS": str(workers)}
+    proc = Process("cfssl", ["cfssl", "ocspserve", "-address", "127.0.0.1", "-port", str(port),
+                             "-responses", str(fx.openssl_dir / "cfssl-responses.txt"),
+                             "-loglevel", "4"],
+                   env=env, log_path=fx.work / f"cfssl-{workers}.log")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def make_cfssl_responses(directory: Path) -> None:
+    """One good response for the OpenSSL PKI's leaf, signed by its responder with
+    ``cfssl ocspsign``, in the file format ``cfssl ocspserve -responses`` reads (base64 DER,
+    one a line; ``cfssl ocspdump`` writes the same from a cfssl database)."""
+    done = subprocess.run(
+        ["cfssl", "ocspsign", "-ca", str(directory / "ca.pem"),
+         "-responder", str(directory / "responder.pem"),
+         "-responder-key", str(directory / "responder.key"),
+         "-cert", str(directory / "leaf.pem"), "-status", "good", "-interval", "96h",
+         "-loglevel", "4"], capture_output=True, text=True, check=False, timeout=60)
+    try:  # it prints {"ocspResponse": "<base64 DER>"}
+        encoded = str(json.loads(done.stdout)["ocspResponse"])
+        base64.b64decode(encoded, validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise common.BenchError(f"cfssl ocspsign failed ({done.returncode}): "
+                                f"{done.stderr[-800:]}") from exc
+    (directory / "cfssl-responses.txt").write_text(encoded + "\n")
 
 
 def openssl_server(fx: Fixture, workers: int) -> tuple[Process, str]:
@@ -304,6 +357,7 @@ def make_openssl_pki(directory: Path) -> tuple[Path, int]:
         serial=x509.random_serial_number(), not_before=ocsp_pki.backdated(now),
         not_after=now + timedelta(days=7))
     (directory / "ca.pem").write_bytes(ca.certificate_pem)
+    (directory / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     (directory / "responder.pem").write_bytes(responder.public_bytes(serialization.Encoding.PEM))
     (directory / "responder.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -356,11 +410,16 @@ def prepare(args: argparse.Namespace, work: Path) -> Fixture:
         response.write_bytes(wait_for_ocsp(f"{url}/ocsp", request.read_bytes(), server.proc,
                                            server.log_path))
         check_good(response.read_bytes(), leaf.serial_number, "certcloud")
+        reply = httpx.post(f"{url}/ocsp", content=request.read_bytes(),
+                           headers={"Content-Type": OCSP_REQUEST}, timeout=10)
+        headers = [(name, value) for name, value in reply.headers.multi_items()
+                   if name.lower() not in ("date", "server", "content-length")]
     finally:
         server.stop()
     openssl_request, openssl_serial = make_openssl_pki(work / "openssl")
+    make_cfssl_responses(work / "openssl")
     return Fixture(work, exe, env, request, leaf.serial_number, response, work / "openssl",
-                   openssl_request, openssl_serial)
+                   openssl_request, openssl_serial, headers)
 
 
 class Servers:
@@ -368,8 +427,10 @@ class Servers:
     run (the end of an ab run can leave a connection that never sends a request, and that
     wedges the OpenSSL responder for good)."""
 
-    makers = {"certcloud": certcloud_server, "fixed-bytes": fixed_server,
-              "openssl": openssl_server}
+    makers = {"certcloud": certcloud_server, "raw-asgi": raw_server, "fixed-bytes": fixed_server,
+              "cfssl": cfssl_server, "openssl": openssl_server}
+    # these answer for the OpenSSL PKI's leaf, at "/"
+    foreign = ("openssl", "cfssl")
 
     def __init__(self, args: argparse.Namespace, fx: Fixture, workers: int) -> None:
         self.args, self.fx, self.workers = args, fx, workers
@@ -378,11 +439,11 @@ class Servers:
     def start(self, name: str) -> None:
         process, url = self.makers[name](self.fx, self.workers)
         self.running[name] = (process, url)
-        body = self.fx.openssl_request if name == "openssl" else self.fx.request
-        reply = wait_for_ocsp(url + ("/" if name == "openssl" else "/ocsp"), body.read_bytes(),
+        foreign = name in self.foreign
+        body = self.fx.openssl_request if foreign else self.fx.request
+        reply = wait_for_ocsp(url + ("/" if foreign else "/ocsp"), body.read_bytes(),
                               process.proc, process.log_path)
-        check_good(reply, self.fx.openssl_serial if name == "openssl" else self.fx.serial,
-                   name)
+        check_good(reply, self.fx.openssl_serial if foreign else self.fx.serial, name)
 
     def stop(self) -> None:
         for process, _url in self.running.values():
@@ -395,7 +456,7 @@ class Servers:
             self.start(name)
         process, url = self.running[name]
         fx = self.fx
-        if name == "openssl":
+        if name in self.foreign:
             target_url, body = url + "/", fx.openssl_request
         elif method == "GET":
             encoded = urllib.parse.quote(base64.b64encode(fx.request.read_bytes()).decode(),
@@ -415,11 +476,14 @@ def bench_ocsp(args: argparse.Namespace, fx: Fixture) -> list[Run]:
         servers = Servers(args, fx, workers)
         try:
             for name in Servers.makers:
-                servers.start(name)
+                if name in args.targets:
+                    servers.start(name)
             targets = [("certcloud", "POST")]
             if "get" in args.methods:
                 targets.append(("certcloud", "GET"))
-            targets += [("fixed-bytes", "POST"), ("openssl", "POST")]
+            targets += [("raw-asgi", "POST"), ("fixed-bytes", "POST"), ("cfssl", "POST"),
+                        ("openssl", "POST")]
+            targets = [t for t in targets if t[0] in args.targets]
             log(f"workers={workers}: warming up, and sizing runs to about {args.duration:g} s")
             sizes: dict[tuple[str, str], int] = {}
             for name, method in targets:
@@ -457,6 +521,16 @@ def report_ocsp(args: argparse.Namespace, runs: list[Run]) -> list[str]:
     by = {(r.target, r.workers, r.method): r for r in runs}
     for workers in args.workers:
         ours = by.get(("certcloud", workers, "POST"))
+        raw = by.get(("raw-asgi", workers, "POST"))
+        cfssl = by.get(("cfssl", workers, "POST"))
+        if ours is not None and raw is not None and cfssl is not None:
+            cpu_vs_raw = common.ratio(ours.cpu_us, raw.cpu_us)
+            vs_cfssl = common.ratio(ours.rps, cfssl.rps)
+            lines.append(
+                f"  workers={workers}: CPU/req certcloud/raw-asgi = {common.fmt_num(cpu_vs_raw)}x "
+                f"(goal <= {GOAL_RAW_CPU:g}: {'met' if cpu_vs_raw <= GOAL_RAW_CPU else 'MISSED'}"
+                f"), req/s certcloud/cfssl = {common.fmt_num(vs_cfssl)}x (goal > "
+                f"{GOAL_CFSSL:g}: {'met' if vs_cfssl > GOAL_CFSSL else 'MISSED'})")
         openssl = by.get(("openssl", workers, "POST"))
         fixed = by.get(("fixed-bytes", workers, "POST"))
         if ours is None or openssl is None or fixed is None:
@@ -619,6 +693,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="ab -c (default 16)")
     parser.add_argument("--methods", default="post,get",
                         help="post and/or get for Certcloud (the baselines take POST)")
+    parser.add_argument("--targets", default=",".join(Servers.makers),
+                        help="which servers (default: all of " + ",".join(Servers.makers) + ")")
     parser.add_argument("--database-url", help="CERTCLOUD_DATABASE_URL of the spawned server")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--certcloud", help="the certcloud console script")
@@ -633,6 +709,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     args.methods = {m.strip().lower() for m in args.methods.split(",") if m.strip()}
+    args.targets = {t.strip().lower() for t in args.targets.split(",") if t.strip()}
+    args.targets.add("certcloud")
     return args
 
 
