@@ -44,6 +44,7 @@ from app.storage.keyring import LocalKeyRing
 from app.storage.keyring_file import KeyRingFile
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters, is_redis_url
+from app.storage.status_listener import PgChangeListener, asyncpg_dsn
 from app.verifiers.registry import build_notifier, build_verifier
 
 log = logging.getLogger(__name__)
@@ -303,8 +304,12 @@ async def build_container(settings: Settings, clock: Clock,
                     settings.argon2.parallelism)
     custody = KeyCustody(protector, kdf,
                          KdfPool(settings.argon2.workers, settings.argon2.max_waiting))
+    dsn = asyncpg_dsn(settings.resolved_database_url)
+    changes = None if dsn is None else PgChangeListener(
+        dsn, timeout_seconds=settings.database_timeout_seconds)
     status = StatusService(db, ca, protector, settings.status,
-                           distribution_point=issuer.profile.crl_url, clock=clock)
+                           distribution_point=issuer.profile.crl_url, clock=clock,
+                           changes=changes)
     notices = Notices(db, build_notifier(verifier), secrets_, clock)
     certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
                                       revocations=status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -56,3 +57,21 @@ class KeyProtector(Protocol):
     async def unwrap(self, key_id: str, blob: bytes, associated_data: bytes) -> bytes: ...
 
     def current_key_id(self) -> str: ...
+
+
+class ChangeSignal(Protocol):
+    """Tells a serving replica, as soon as it commits, that the status generation moved
+    (PostgreSQL LISTEN/NOTIFY: app/storage/status_listener.py). While ``listening`` is False
+    (not yet connected, or the connection dropped and is being re-made) the replica polls.
+    """
+
+    @property
+    def listening(self) -> bool: ...
+
+    def start(self, on_change: Callable[[], None]) -> None:
+        """Connect and listen in the background (reconnecting with backoff); call
+        ``on_change`` on every notification and each time listening (re)starts, since changes
+        made meanwhile were not notified."""
+        ...
+
+    async def close(self) -> None: ...

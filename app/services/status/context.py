@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from app.domain.ports import Clock, KeyProtector
+from app.domain.ports import ChangeSignal, Clock, KeyProtector
 from app.pki.ca import CertificateAuthority
 from app.settings import StatusSettings
 from app.storage.db import Database
@@ -40,3 +40,4 @@ class StatusContext:
     wall_clock: Clock
     distribution_point: str  # the CRL URL certificates carry; the CRL's issuingDistributionPoint
     coherence: Coherence = field(default_factory=Coherence)
+    changes: ChangeSignal | None = None  # None: poll the generation (SQLite)
