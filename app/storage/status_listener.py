@@ -42,6 +42,7 @@ class PgChangeListener:
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self.connects = 0  # how many times it has started listening (tests, logs)
+        self.connect: Callable[..., Any] = asyncpg.connect
 
     @property
     def listening(self) -> bool:
@@ -71,16 +72,20 @@ class PgChangeListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: poll meanwhile, and try again
-                log.warning("status listener connection failed; polling until it is back",
-                            extra={"error": type(exc).__name__})
+                if delay == BACKOFF_FIRST:  # once per outage, not at every attempt
+                    log.warning("status listener connection failed; polling until it is back",
+                                extra={"error": type(exc).__name__})
+            else:
+                log.warning("status listener connection lost; polling until it is back")
             await self._drop()
+            on_change()  # wake the replica so that it polls from now on
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _listen(self, on_change: Callable[[], None]) -> None:
         self._lost.clear()
-        conn = await asyncpg.connect(self._dsn, timeout=self._timeout,
-                                     command_timeout=self._timeout)
+        conn = await self.connect(self._dsn, timeout=self._timeout,
+                                  command_timeout=self._timeout)
         self._conn = conn
         conn.add_termination_listener(lambda _conn: self._lost.set())
         await conn.add_listener(CHANNEL, lambda *_args: on_change())
