@@ -180,7 +180,8 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(
     status.settings = status.settings.model_copy(update={"lease_seconds": 300.0})
     _status(service).settings = _status(service).settings.model_copy(
         update={"publish_timeout_seconds": 10.0})
-    await status.sync()
+    await _commit_to_apply(service, replica)  # it now waits a quarter of the new lease
+    await asyncio.sleep(0.2)
     held, real_connect = asyncio.Event(), listener.connect
 
     async def held_connect(*args: Any, **kwargs: Any) -> Any:  # the database is back later
@@ -195,8 +196,15 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(
     assert killed
     await _until(lambda: not listener.listening)
 
-    await _revoke_and_watch(service, replica, bank, 31)  # reaches it by the poll
-    assert (await _commit_to_apply(service, replica)) >= 0
+    resource, cert = await issue(bank, 31)
+    request_der = ocsp_request(cert, service.container.issuer.ca.certificate)
+    await post_ocsp(replica.http, request_der)
+    assert status.cached(request_der) is not None
+    await revoke(bank, resource["id"])  # its reply waits for the replica: it polled
+    assert status.cached(request_der) is None
+    assert (await post_ocsp(replica.http, request_der)).certificate_status is (
+        ocsp.OCSPCertStatus.REVOKED)
+    assert not listener.listening and listener.connects == 1
 
     held.set()
     await _until(lambda: listener.listening and listener.connects == 2)
