@@ -21,7 +21,6 @@ router = APIRouter(tags=["operations"])
                        **responses_for("metrics")})
 async def metrics(request: Request, container: ContainerDep, _reader: MetricsReader) -> Response:
     registry = request.app.state.metrics
-    registry.flush()
     checked_out = getattr(container.db.engine.pool, "checkedout", None)
     if callable(checked_out):
         registry.pool_checked_out.set(checked_out())

@@ -51,7 +51,7 @@ class CertcloudApp(FastAPI):
 class _Tally:
     """The fast-lane replies of one kind (method, status, answer) since the last flush: counts
     and latency buckets in plain integers (a hit costs no locks), added to the app's metrics
-    children, bound once, at each scrape (:meth:`Metrics.flush`)."""
+    children, bound once, whenever the registry is collected (``Metrics.flushers``)."""
 
     __slots__ = ("bounds", "buckets", "count", "latency", "ocsp", "requests", "total")
 
@@ -124,7 +124,7 @@ class OcspFastLane:
                 try:
                     tally = _Tally(metrics, method, template, status, label)
                     if not self._flushed:
-                        metrics.flushers.append(self.flush)  # at every scrape
+                        metrics.flushers.append(self.flush)  # at every collection
                         self._flushed = True
                 except (AttributeError, ValueError):
                     tally = None
