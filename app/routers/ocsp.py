@@ -18,14 +18,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from app.pki.ocsp import MAX_REQUEST_BYTES
 from app.routers.ocsp_fast import GET_TEMPLATE, MAX_GET_CHARS, OCSP_REQUEST
 from app.routers.ocsp_fast import decode_get_path as _decode_get_path
 from app.routers.ocsp_fast import matches as _matches
 from app.routers.ocsp_headers import crl_wire, ocsp_wire
 from app.routers.problem_catalog import responses_for
 from app.routers.problems import problem
-from app.services.status import StatusService
+from app.services.status import MAX_REQUEST_BYTES, StatusService
 
 OCSP_RESPONSE = "application/ocsp-response"
 PKIX_CRL = "application/pkix-crl"

@@ -26,9 +26,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.pki.ocsp import MAX_REQUEST_BYTES
 from app.routers.ocsp_headers import ocsp_wire
-from app.services.status import OcspReply, StatusService
+from app.services.status import MAX_REQUEST_BYTES, OcspReply, StatusService
 
 OCSP_REQUEST = "application/ocsp-request"
 _OCSP_REQUEST_RAW = OCSP_REQUEST.encode()

@@ -87,8 +87,6 @@ async def _commit_to_apply(service: Service, replica: Service,
     """From a committed generation bump (no waiting for replicas) to the replica applying it,
     in ms: what the revoking request waits for, without the rest of a revocation. With
     ``notified``, also from the commit to the replica's listener getting the notification."""
-    from app.storage.status_repository import StatusRepository
-
     arrived: list[float] = []
     conn_ = _listener(replica)._conn if notified is not None else None
     if conn_ is not None:
@@ -96,9 +94,9 @@ async def _commit_to_apply(service: Service, replica: Service,
             arrived.append(time.perf_counter())
         await conn_.add_listener(CHANNEL, note)
     try:
-        async with service.container.db.transaction() as conn:
-            generation = await StatusRepository(conn).bump_generation(
-                "probe", None, service.clock.now())
+        async with service.container.uow() as uow:
+            generation = await uow.status.bump_generation("probe", None, service.clock.now())
+            await uow.commit()
         began = time.perf_counter()  # the commit has returned
         applied = await asyncio.wait_for(_applied_at(replica, generation, began), 30)
     finally:
