@@ -13,11 +13,12 @@ same run, one at a time, with the same load generator and the same request shape
   ``cfssl ocspsign``, GOMAXPROCS=N;
 * ``openssl ocsp -port`` with an index file, signing every response live (``-multi N``).
 
-The load generator is ApacheBench (``ab -k``, Debian package apache2-utils). Not wrk: wrk
-opens and closes a probe connection before it starts, and that wedges the OpenSSL responder.
-ab speaks HTTP/1.0, and uvicorn gives HTTP/1.0 no keep-alive, so every uvicorn target (Certcloud
-and both floors) opens a connection per request; cfssl (Go) keeps them open, so it is measured
-both ways and compared without keep-alive too.
+The load generator is hey (``hey -z DURATION -c 16``, HTTP/1.1 with keep-alive, Debian package
+hey; the one the issue used), for every target alike. Not ApacheBench: ab speaks HTTP/1.0, to
+which uvicorn gives no keep-alive, so the Python targets paid a connection per request while
+cfssl (Go) kept its connections. Not wrk: wrk opens and closes a probe connection before it
+starts, and that wedges the OpenSSL responder (hey does not; it is restarted for every run
+all the same).
 Server CPU per request is the CPU time of the server's whole process group (every worker)
 during the run, divided by the requests answered. The goals: Certcloud's CPU per cache hit at most
 1.2x the raw-ASGI floor's, and more requests per second than cfssl at one worker (both ratios
@@ -34,12 +35,12 @@ thread of this process for comparison.
 
 Examples:
 
-    python bench/status.py                               # everything (needs ab and openssl)
+    python bench/status.py                               # everything (hey, openssl, cfssl)
     python bench/status.py --skip-crl --rounds 3 --duration 10
     python bench/status.py --crl-only --crl-sizes 10000,100000 --crl-compare-thread
 
 Figures only, no asserts. Progress goes to stderr, the report to stdout. Not part of the test
-suite, and CI needs neither ab nor this script.
+suite, and CI needs neither hey nor this script.
 """
 
 from __future__ import annotations
@@ -82,11 +83,6 @@ GOAL_OPENSSL = 3.0
 GOAL_FIXED = 0.8
 GOAL_RAW_CPU = 1.2  # Certcloud's CPU per cache hit at most this times the raw-ASGI floor's
 GOAL_CFSSL = 1.0  # Certcloud's req/s above cfssl's at one worker
-# ab speaks HTTP/1.0: `ab -k` gets keep-alive from Go (cfssl) but never from uvicorn, which
-# neither says keep-alive to an HTTP/1.0 client nor serves a second request on the connection.
-# So cfssl is also measured without -k ("POST/close"): a connection per request, as every
-# uvicorn target gets.
-CLOSE = "POST/close"
 
 
 def log(message: str) -> None:
@@ -94,7 +90,7 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Measuring a server under ab
+# Measuring a server under hey
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -127,41 +123,55 @@ class Run:
     cpu_us: float = float("nan")
 
 
-def run_ab(url: str, *, requests: int, concurrency: int, body: Path | None, pgid: int,
-           work: Path, keepalive: bool = True) -> Run:
-    """One ``ab -k`` run of ``requests`` requests; returns throughput, latency percentiles and
-    server CPU per request. A request count, not ``-t``: at a time limit ab drops connections
-    it opened for further requests, and one such connection wedges the OpenSSL responder."""
-    csv = work / f"ab-{time.monotonic_ns()}.csv"
-    args = ["ab", "-q", *(["-k"] if keepalive else []), "-c", str(concurrency),
-            "-n", str(requests), "-e", str(csv), "-s", "30"]
-    if body is not None:
-        args += ["-p", str(body), "-T", OCSP_REQUEST]
+def run_hey(url: str, *, seconds: float, concurrency: int, body: Path | None, pgid: int
+            ) -> Run:
+    """One ``hey -z`` run of ``seconds``; returns throughput, latency percentiles and server
+    CPU per request (from hey's summary: Requests/sec, the latency distribution, the status
+    code and error distributions)."""
+    args = ["hey", "-z", f"{seconds:g}s", "-c", str(concurrency), "-t", "30"]
+    args += ["-m", "POST", "-T", OCSP_REQUEST, "-D", str(body)] if body is not None else [
+        "-m", "GET"]
     cpu_before = group_cpu_seconds(pgid)
     done = subprocess.run([*args, url], capture_output=True, text=True, check=False,
-                          timeout=600)
+                          timeout=seconds + 120)
     cpu = group_cpu_seconds(pgid) - cpu_before
     run = Run("", 0, "POST" if body is not None else "GET")
-    values: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        name, _, value = line.partition(":")
-        values[name.strip()] = value.strip()
-    if "Complete requests" not in values:
-        raise common.BenchError(f"ab failed ({done.returncode}): {done.stderr[-800:]}")
-    run.requests = int(values["Complete requests"])
-    run.failed = int(values.get("Failed requests", "0").split()[0]) + int(
-        values.get("Non-2xx responses", "0").split()[0])
-    run.rps = float(values["Requests per second"].split()[0])
-    percentiles: dict[int, float] = {}
-    with contextlib.suppress(OSError):
-        for line in csv.read_text().splitlines()[1:]:
-            percent, _, millis = line.partition(",")
-            percentiles[int(float(percent))] = float(millis)
+    summary = parse_hey(done.stdout)
+    if done.returncode != 0 or summary is None:
+        raise common.BenchError(f"hey failed ({done.returncode}): "
+                                f"{(done.stderr or done.stdout)[-800:]}")
+    run.rps, statuses, errors, percentiles = summary
+    run.requests = statuses.get(200, 0)
+    run.failed = sum(n for code, n in statuses.items() if code != 200) + errors
     run.p50_ms = percentiles.get(50, float("nan"))
     run.p99_ms = percentiles.get(99, float("nan"))
     if run.requests:
         run.cpu_us = cpu / run.requests * 1e6
     return run
+
+
+def parse_hey(text: str) -> tuple[float, dict[int, int], int, dict[int, float]] | None:
+    """hey's summary: (requests/s, status code -> responses, errors, percent -> ms); None
+    without a Requests/sec line."""
+    rps: float | None = None
+    statuses: dict[int, int] = {}
+    percentiles: dict[int, float] = {}
+    errors, section = 0, ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not line.startswith(" ") and stripped.endswith(":"):
+            section = stripped[:-1]
+        elif stripped.startswith("Requests/sec:"):
+            rps = float(stripped.split()[1])
+        elif section == "Latency distribution" and "% in " in stripped:
+            percent, _, rest = stripped.partition("% in ")
+            percentiles[int(percent)] = float(rest.split()[0]) * 1000
+        elif section == "Status code distribution" and stripped.startswith("["):
+            code, _, rest = stripped[1:].partition("]")
+            statuses[int(code)] = int(rest.split()[0])
+        elif section == "Error distribution" and stripped.startswith("["):
+            errors += int(stripped[1:].partition("]")[0])
+    return None if rps is None else (rps, statuses, errors, percentiles)
 
 
 class Process:
@@ -333,7 +343,7 @@ def openssl_server(fx: Fixture, workers: int) -> tuple[Process, str]:
             "-CA", str(d / "ca.pem"), "-nmin", "1440", "-ignore_err"]
     # Always the daemon mode (-multi), one child per worker: a child that exits is restarted
     # by the parent. A lone `openssl ocsp -port` now and then exits (status 1, no message)
-    # when restarted right after an ab run.
+    # when restarted right after a load run.
     args += ["-multi", str(workers)]
     proc = Process("openssl", args, log_path=fx.work / f"openssl-{workers}.log")
     return proc, f"http://127.0.0.1:{port}"
@@ -431,9 +441,9 @@ def prepare(args: argparse.Namespace, work: Path) -> Fixture:
 
 
 class Servers:
-    """The three servers at one worker count; the OpenSSL responder is restarted for every
-    run (the end of an ab run can leave a connection that never sends a request, and that
-    wedges the OpenSSL responder for good)."""
+    """The servers at one worker count; the OpenSSL responder is restarted for every run (a
+    connection left open without a request wedges it for good: wrk's probe, the end of a timed
+    ab run; hey has not been seen to, but a wedged run would be lost)."""
 
     makers = {"certcloud": certcloud_server, "raw-asgi": raw_server, "fixed-bytes": fixed_server,
               "cfssl": cfssl_server, "openssl": openssl_server}
@@ -458,7 +468,7 @@ class Servers:
             process.stop()
         self.running.clear()
 
-    def measure(self, name: str, method: str, requests: int) -> Run:
+    def measure(self, name: str, method: str, seconds: float) -> Run:
         if name == "openssl":
             self.running.pop(name)[0].stop()
             self.start(name)
@@ -472,9 +482,8 @@ class Servers:
             target_url, body = f"{url}/ocsp/{encoded}", None
         else:
             target_url, body = url + "/ocsp", fx.request
-        run = run_ab(target_url, requests=requests, concurrency=self.args.concurrency,
-                     body=body, pgid=process.pgid, work=fx.work,
-                     keepalive=method != CLOSE)
+        run = run_hey(target_url, seconds=seconds, concurrency=self.args.concurrency,
+                      body=body, pgid=process.pgid)
         run.target, run.workers, run.method = name, self.workers, method
         return run
 
@@ -491,35 +500,30 @@ def bench_ocsp(args: argparse.Namespace, fx: Fixture) -> list[Run]:
             if "get" in args.methods:
                 targets.append(("certcloud", "GET"))
             targets += [("raw-asgi", "POST"), ("fixed-bytes", "POST"), ("cfssl", "POST"),
-                        ("cfssl", CLOSE), ("openssl", "POST")]
+                        ("openssl", "POST")]
             targets = [t for t in targets if t[0] in args.targets]
-            log(f"workers={workers}: warming up, and sizing runs to about {args.duration:g} s")
-            sizes: dict[tuple[str, str], int] = {}
+            log(f"workers={workers}: warming up ({args.warmup:g} s each)")
             for name, method in targets:
-                count = args.concurrency * 4
-                while True:  # grow the warm-up until it lasts long enough to size a run
-                    began = time.perf_counter()
-                    warm = servers.measure(name, method, count)
-                    if time.perf_counter() - began >= args.warmup or count > 10**6:
-                        break
-                    count *= 4
-                sizes[(name, method)] = max(args.concurrency * 10, int(warm.rps * args.duration))
+                servers.measure(name, method, args.warmup)
             per_target: dict[tuple[str, str], list[Run]] = {}
             for round_ in range(args.rounds):
                 for name, method in targets:
                     log(f"workers={workers} round {round_ + 1}/{args.rounds}: {name} {method}")
-                    run = servers.measure(name, method, sizes[(name, method)])
+                    run = servers.measure(name, method, args.duration)
                     per_target.setdefault((name, method), []).append(run)
-            for rounds in per_target.values():
+            for (name, method), rounds in per_target.items():
                 runs.append(sorted(rounds, key=lambda r: r.rps)[len(rounds) // 2])
+                log(f"workers={workers} {name} {method}: rounds req/s "
+                    f"{', '.join(f'{r.rps:,.0f}' for r in rounds)}; CPU µs/req "
+                    f"{', '.join(common.fmt_num(r.cpu_us, 1) for r in rounds)}")
         finally:
             servers.stop()
     return runs
 
 
 def report_ocsp(args: argparse.Namespace, runs: list[Run]) -> list[str]:
-    lines = [f"OCSP, one good serial from the cache: ab -k -c {args.concurrency}, runs of about "
-             f"{args.duration:g} s, median of {args.rounds} round(s)", ""]
+    lines = [f"OCSP, one good serial from the cache: hey -c {args.concurrency} (HTTP/1.1, "
+             f"keep-alive), runs of {args.duration:g} s, median of {args.rounds} round(s)", ""]
     rows = [[r.target, str(r.workers), r.method, f"{r.rps:,.0f}", common.fmt_num(r.p50_ms, 2),
              common.fmt_num(r.p99_ms, 2), common.fmt_num(r.cpu_us, 0), str(r.failed)]
             for r in runs]
@@ -531,21 +535,17 @@ def report_ocsp(args: argparse.Namespace, runs: list[Run]) -> list[str]:
     for workers in args.workers:
         ours = by.get(("certcloud", workers, "POST"))
         raw = by.get(("raw-asgi", workers, "POST"))
-        cfssl = by.get(("cfssl", workers, CLOSE))
-        cfssl_ka = by.get(("cfssl", workers, "POST"))
+        cfssl = by.get(("cfssl", workers, "POST"))
         if ours is not None and raw is not None:
             cpu_vs_raw = common.ratio(ours.cpu_us, raw.cpu_us)
             lines.append(
                 f"  workers={workers}: CPU/req certcloud/raw-asgi = {common.fmt_num(cpu_vs_raw)}x "
                 f"(goal <= {GOAL_RAW_CPU:g}: {'met' if cpu_vs_raw <= GOAL_RAW_CPU else 'MISSED'})")
-        for other, how in ((cfssl, "a connection per request, as ab gets from uvicorn"),
-                           (cfssl_ka, "cfssl with keep-alive, which uvicorn does not give ab")):
-            if ours is not None and other is not None:
-                vs_cfssl = common.ratio(ours.rps, other.rps)
-                lines.append(
-                    f"  workers={workers}: req/s certcloud/cfssl = {common.fmt_num(vs_cfssl)}x "
-                    f"(goal > {GOAL_CFSSL:g}: {'met' if vs_cfssl > GOAL_CFSSL else 'MISSED'}; "
-                    f"{how})")
+        if ours is not None and cfssl is not None:
+            vs_cfssl = common.ratio(ours.rps, cfssl.rps)
+            lines.append(
+                f"  workers={workers}: req/s certcloud/cfssl = {common.fmt_num(vs_cfssl)}x "
+                f"(goal > {GOAL_CFSSL:g}: {'met' if vs_cfssl > GOAL_CFSSL else 'MISSED'})")
         openssl = by.get(("openssl", workers, "POST"))
         fixed = by.get(("fixed-bytes", workers, "POST"))
         if ours is None or openssl is None or fixed is None:
@@ -626,6 +626,7 @@ async def _timed_regeneration(status: Any) -> tuple[float, float]:
 async def bench_crl(args: argparse.Namespace, work: Path) -> list[CrlRun]:
     from sqlalchemy import insert
 
+    from app.bootstrap import unit_of_work
     from app.clock import SystemClock
     from app.pki.ca import create_ca
     from app.services.status import StatusService
@@ -645,7 +646,7 @@ async def bench_crl(args: argparse.Namespace, work: Path) -> list[CrlRun]:
                                  country="KR", now=now - timedelta(days=1), validity_years=5)
     db = Database(make_engine(url))
     settings = StatusSettings()
-    status = StatusService(db, ca, protector, settings, clock=SystemClock(),
+    status = StatusService(unit_of_work(db, None), ca, protector, settings, clock=SystemClock(),
                            distribution_point="http://127.0.0.1/crl")
     results: list[CrlRun] = []
     try:
@@ -705,7 +706,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
-    parser.add_argument("--concurrency", type=int, default=16, help="ab -c (default 16)")
+    parser.add_argument("--concurrency", type=int, default=16, help="hey -c (default 16)")
     parser.add_argument("--methods", default="post,get",
                         help="post and/or get for Certcloud (the baselines take POST)")
     parser.add_argument("--targets", default=",".join(Servers.makers),
@@ -750,10 +751,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with workdir(args.keep) as work:
             if not args.crl_only:
-                for tool in ("ab", "openssl"):
+                for tool, package in (("hey", "hey"), ("openssl", "openssl"),
+                                      ("cfssl", "golang-cfssl")):
                     if shutil.which(tool) is None:
                         raise common.BenchError(f"`{tool}` is not installed (apt-get install "
-                                                f"{'apache2-utils' if tool == 'ab' else tool})")
+                                                f"{package})")
                 fixture = prepare(args, work)
                 runs = bench_ocsp(args, fixture)
                 lines += [*report_ocsp(args, runs), ""]
