@@ -51,6 +51,7 @@ from app.storage.db import Database
 from app.storage.idempotency import IdempotencyStore, ReplyKeys
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters
+from app.storage.status_listener import PgChangeListener, asyncpg_dsn
 from app.storage.status_tables import ocsp_responders
 from app.storage.tables import certificates as certificate_rows
 from app.storage.tsa_tables import tsa_signers
@@ -144,9 +145,17 @@ class Wiring:
         background loops)."""
         settings, clock = self.settings, self.clock
         status = StatusService(uow, ca, protector, settings.status,
-                               distribution_point=issuer.profile.crl_url, clock=clock)
+                               distribution_point=issuer.profile.crl_url, clock=clock,
+                               changes=self._change_signal())
         self._status = status
         return status
+
+    def _change_signal(self) -> PgChangeListener | None:
+        """On PostgreSQL, the LISTEN/NOTIFY listener a replica syncs on (it starts only with
+        a replica); None on SQLite, where replicas poll."""
+        dsn = asyncpg_dsn(self.settings.resolved_database_url)
+        return None if dsn is None else PgChangeListener(
+            dsn, timeout_seconds=self.settings.database_timeout_seconds)
 
     async def status(self, *, audited: bool = False) -> StatusService:
         """A status service for one command: it makes sure a responder and a CRL exist.

@@ -34,6 +34,7 @@ from app.routers import csc as csc_router
 from app.routers import signatures as signatures_router
 from app.routers.body_limit import BodyLimitMiddleware
 from app.routers.idempotency import IdempotencyMiddleware
+from app.routers.ocsp_fast import CertcloudApp
 from app.routers.problem_catalog import finish as finish_problem_docs
 from app.routers.schemas import Problem
 from app.security_headers import SecurityHeadersMiddleware
@@ -95,9 +96,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             await container.close()
 
     # FastAPI's own docs pages load from a CDN: app/routers/docs.py serves them offline.
-    app = FastAPI(title="Certcloud", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json" if settings.serves_docs else None)
+    app = CertcloudApp(title="Certcloud", version="0.1.0", description=DESCRIPTION,
+                       lifespan=lifespan, docs_url=None, redoc_url=None,
+                       openapi_url="/openapi.json" if settings.serves_docs else None)
     problems.install(app, settings.public_base_url)
     app.state.metrics = app_metrics
     app.add_middleware(IdempotencyMiddleware)
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics,
                        log_requests=settings.access_log)
     app.add_middleware(SecurityHeadersMiddleware)
-    ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
+    ocsp.install(app)  # its cache hits are answered by CertcloudApp before any middleware
     tsa.install(app)
     for module in (oauth, verifications, certificates, ca_status, audit, health, metrics,
                    problem_pages):

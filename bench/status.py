@@ -1,19 +1,29 @@
 """Benchmark relying-party status: OCSP from the cache beside two baselines, and the CRL.
 
 OCSP: requests for one good serial (SHA-1 CertID, no nonce, as RFC 5019 clients send them),
-answered from the cache, at 1 and 2 server workers. Three servers run on this machine in the
+answered from the cache, at 1 and 2 server workers. Five servers run on this machine in the
 same run, one at a time, with the same load generator and the same request shape:
 
 * ``certcloud serve --workers N`` (a throw-away data directory; SQLite, or ``--database-url``);
-* ``openssl ocsp -port`` with an index file, signing every response live (``-multi N``);
-* a minimal FastAPI app on uvicorn with uvloop and httptools returning fixed bytes (the
-  Certcloud response itself): the Python HTTP ceiling (bench/_fixed_ocsp_app.py).
+* the raw-ASGI floor: a bare ASGI callable (no framework) on the same uvicorn (uvloop,
+  httptools) returning Certcloud's response bytes and headers (bench/_raw_ocsp_app.py);
+* a minimal FastAPI app on the same uvicorn returning the same bytes
+  (bench/_fixed_ocsp_app.py);
+* ``cfssl ocspserve`` (Go, Debian golang-cfssl) serving a response pre-signed with
+  ``cfssl ocspsign``, GOMAXPROCS=N;
+* ``openssl ocsp -port`` with an index file, signing every response live (``-multi N``).
 
-The load generator is ApacheBench (``ab -k``, Debian package apache2-utils). Not wrk: wrk
-opens and closes a probe connection before it starts, and that wedges the OpenSSL responder.
+The load generator is hey (``hey -z DURATION -c 16``, HTTP/1.1 with keep-alive, Debian package
+hey; the one the issue used), for every target alike. Not ApacheBench: ab speaks HTTP/1.0, to
+which uvicorn gives no keep-alive, so the Python targets paid a connection per request while
+cfssl (Go) kept its connections. Not wrk: wrk opens and closes a probe connection before it
+starts, and that wedges the OpenSSL responder (hey does not; it is restarted for every run
+all the same).
 Server CPU per request is the CPU time of the server's whole process group (every worker)
-during the run, divided by the requests answered. The goals of the issue: Certcloud at least
-3x the OpenSSL responder's requests per second, and at least 0.8x the fixed-bytes app's.
+during the run, divided by the requests answered. The goals: Certcloud's CPU per cache hit at most
+1.2x the raw-ASGI floor's, and more requests per second than cfssl at one worker (both ratios
+are printed); earlier goals, still printed: at least 3x the OpenSSL responder's requests per
+second, and at least 0.8x the fixed-bytes app's.
 The machine is shared, so the targets are interleaved round by round (``--rounds``) and the
 median round is reported.
 
@@ -25,12 +35,12 @@ thread of this process for comparison.
 
 Examples:
 
-    python bench/status.py                               # everything (needs ab and openssl)
+    python bench/status.py                               # everything (hey, openssl, cfssl)
     python bench/status.py --skip-crl --rounds 3 --duration 10
     python bench/status.py --crl-only --crl-sizes 10000,100000 --crl-compare-thread
 
 Figures only, no asserts. Progress goes to stderr, the report to stdout. Not part of the test
-suite, and CI needs neither ab nor this script.
+suite, and CI needs neither hey nor this script.
 """
 
 from __future__ import annotations
@@ -71,6 +81,8 @@ if str(PROJECT) not in sys.path:
 OCSP_REQUEST = "application/ocsp-request"
 GOAL_OPENSSL = 3.0
 GOAL_FIXED = 0.8
+GOAL_RAW_CPU = 1.2  # Certcloud's CPU per cache hit at most this times the raw-ASGI floor's
+GOAL_CFSSL = 1.0  # Certcloud's req/s above cfssl's at one worker
 
 
 def log(message: str) -> None:
@@ -78,7 +90,7 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Measuring a server under ab
+# Measuring a server under hey
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -111,41 +123,55 @@ class Run:
     cpu_us: float = float("nan")
 
 
-def run_ab(url: str, *, requests: int, concurrency: int, body: Path | None, pgid: int,
-           work: Path) -> Run:
-    """One ``ab -k`` run of ``requests`` requests; returns throughput, latency percentiles and
-    server CPU per request. A request count, not ``-t``: at a time limit ab drops connections
-    it opened for further requests, and one such connection wedges the OpenSSL responder."""
-    csv = work / f"ab-{time.monotonic_ns()}.csv"
-    args = ["ab", "-q", "-k", "-c", str(concurrency), "-n", str(requests), "-e", str(csv),
-            "-s", "30"]
-    if body is not None:
-        args += ["-p", str(body), "-T", OCSP_REQUEST]
+def run_hey(url: str, *, seconds: float, concurrency: int, body: Path | None, pgid: int
+            ) -> Run:
+    """One ``hey -z`` run of ``seconds``; returns throughput, latency percentiles and server
+    CPU per request (from hey's summary: Requests/sec, the latency distribution, the status
+    code and error distributions)."""
+    args = ["hey", "-z", f"{seconds:g}s", "-c", str(concurrency), "-t", "30"]
+    args += ["-m", "POST", "-T", OCSP_REQUEST, "-D", str(body)] if body is not None else [
+        "-m", "GET"]
     cpu_before = group_cpu_seconds(pgid)
     done = subprocess.run([*args, url], capture_output=True, text=True, check=False,
-                          timeout=600)
+                          timeout=seconds + 120)
     cpu = group_cpu_seconds(pgid) - cpu_before
     run = Run("", 0, "POST" if body is not None else "GET")
-    values: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        name, _, value = line.partition(":")
-        values[name.strip()] = value.strip()
-    if "Complete requests" not in values:
-        raise common.BenchError(f"ab failed ({done.returncode}): {done.stderr[-800:]}")
-    run.requests = int(values["Complete requests"])
-    run.failed = int(values.get("Failed requests", "0").split()[0]) + int(
-        values.get("Non-2xx responses", "0").split()[0])
-    run.rps = float(values["Requests per second"].split()[0])
-    percentiles: dict[int, float] = {}
-    with contextlib.suppress(OSError):
-        for line in csv.read_text().splitlines()[1:]:
-            percent, _, millis = line.partition(",")
-            percentiles[int(float(percent))] = float(millis)
+    summary = parse_hey(done.stdout)
+    if done.returncode != 0 or summary is None:
+        raise common.BenchError(f"hey failed ({done.returncode}): "
+                                f"{(done.stderr or done.stdout)[-800:]}")
+    run.rps, statuses, errors, percentiles = summary
+    run.requests = statuses.get(200, 0)
+    run.failed = sum(n for code, n in statuses.items() if code != 200) + errors
     run.p50_ms = percentiles.get(50, float("nan"))
     run.p99_ms = percentiles.get(99, float("nan"))
     if run.requests:
         run.cpu_us = cpu / run.requests * 1e6
     return run
+
+
+def parse_hey(text: str) -> tuple[float, dict[int, int], int, dict[int, float]] | None:
+    """hey's summary: (requests/s, status code -> responses, errors, percent -> ms); None
+    without a Requests/sec line."""
+    rps: float | None = None
+    statuses: dict[int, int] = {}
+    percentiles: dict[int, float] = {}
+    errors, section = 0, ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not line.startswith(" ") and stripped.endswith(":"):
+            section = stripped[:-1]
+        elif stripped.startswith("Requests/sec:"):
+            rps = float(stripped.split()[1])
+        elif section == "Latency distribution" and "% in " in stripped:
+            percent, _, rest = stripped.partition("% in ")
+            percentiles[int(percent)] = float(rest.split()[0]) * 1000
+        elif section == "Status code distribution" and stripped.startswith("["):
+            code, _, rest = stripped[1:].partition("]")
+            statuses[int(code)] = int(rest.split()[0])
+        elif section == "Error distribution" and stripped.startswith("["):
+            errors += int(stripped[1:].partition("]")[0])
+    return None if rps is None else (rps, statuses, errors, percentiles)
 
 
 class Process:
@@ -224,6 +250,7 @@ class Fixture:
     openssl_dir: Path
     openssl_request: Path
     openssl_serial: int
+    headers: list[tuple[str, str]]  # Certcloud's POST reply headers (the raw floor sends them)
 
 
 def certcloud_server(fx: Fixture, workers: int) -> tuple[Process, str]:
@@ -264,6 +291,50 @@ def fixed_server(fx: Fixture, workers: int) -> tuple[Process, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+def raw_server(fx: Fixture, workers: int) -> tuple[Process, str]:
+    port = common.free_port()
+    env = {**os.environ, "BENCH_FIXED_BODY": str(fx.response),
+           "BENCH_FIXED_HEADERS": json.dumps(fx.headers)}
+    proc = Process("raw-asgi", [sys.executable, "-m", "uvicorn", "_raw_ocsp_app:app",
+                                "--app-dir", str(BENCH_DIR), "--host", "127.0.0.1", "--port",
+                                str(port), "--workers", str(workers), "--loop", "uvloop",
+                                "--http", "httptools", "--no-access-log", "--lifespan", "off",
+                                "--no-server-header", "--log-level", "warning"],
+                   env=env, log_path=fx.work / f"raw-{workers}.log")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def cfssl_server(fx: Fixture, workers: int) -> tuple[Process, str]:
+    """``cfssl ocspserve`` from the responses ``cfssl ocspsign`` made (pre-signed, as Certcloud's
+    cache hit); GOMAXPROCS is the worker count, so one worker is one core's worth of Go."""
+    port = common.free_port()
+    env = {**os.environ, "GOMAXPROCS": str(workers)}
+    proc = Process("cfssl", ["cfssl", "ocspserve", "-address", "127.0.0.1", "-port", str(port),
+                             "-responses", str(fx.openssl_dir / "cfssl-responses.txt"),
+                             "-loglevel", "4"],
+                   env=env, log_path=fx.work / f"cfssl-{workers}.log")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def make_cfssl_responses(directory: Path) -> None:
+    """One good response for the OpenSSL PKI's leaf, signed by its responder with
+    ``cfssl ocspsign``, in the file format ``cfssl ocspserve -responses`` reads (base64 DER,
+    one a line; ``cfssl ocspdump`` writes the same from a cfssl database)."""
+    done = subprocess.run(
+        ["cfssl", "ocspsign", "-ca", str(directory / "ca.pem"),
+         "-responder", str(directory / "responder.pem"),
+         "-responder-key", str(directory / "responder.key"),
+         "-cert", str(directory / "leaf.pem"), "-status", "good", "-interval", "96h",
+         "-loglevel", "4"], capture_output=True, text=True, check=False, timeout=60)
+    try:  # it prints {"ocspResponse": "<base64 DER>"}
+        encoded = str(json.loads(done.stdout)["ocspResponse"])
+        base64.b64decode(encoded, validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise common.BenchError(f"cfssl ocspsign failed ({done.returncode}): "
+                                f"{done.stderr[-800:]}") from exc
+    (directory / "cfssl-responses.txt").write_text(encoded + "\n")
+
+
 def openssl_server(fx: Fixture, workers: int) -> tuple[Process, str]:
     port = common.free_port()
     d = fx.openssl_dir
@@ -272,7 +343,7 @@ def openssl_server(fx: Fixture, workers: int) -> tuple[Process, str]:
             "-CA", str(d / "ca.pem"), "-nmin", "1440", "-ignore_err"]
     # Always the daemon mode (-multi), one child per worker: a child that exits is restarted
     # by the parent. A lone `openssl ocsp -port` now and then exits (status 1, no message)
-    # when restarted right after an ab run.
+    # when restarted right after a load run.
     args += ["-multi", str(workers)]
     proc = Process("openssl", args, log_path=fx.work / f"openssl-{workers}.log")
     return proc, f"http://127.0.0.1:{port}"
@@ -304,6 +375,7 @@ def make_openssl_pki(directory: Path) -> tuple[Path, int]:
         serial=x509.random_serial_number(), not_before=ocsp_responder.backdated(now),
         not_after=now + timedelta(days=7))
     (directory / "ca.pem").write_bytes(ca.certificate_pem)
+    (directory / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     (directory / "responder.pem").write_bytes(responder.public_bytes(serialization.Encoding.PEM))
     (directory / "responder.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -356,20 +428,27 @@ def prepare(args: argparse.Namespace, work: Path) -> Fixture:
         response.write_bytes(wait_for_ocsp(f"{url}/ocsp", request.read_bytes(), server.proc,
                                            server.log_path))
         check_good(response.read_bytes(), leaf.serial_number, "certcloud")
+        reply = httpx.post(f"{url}/ocsp", content=request.read_bytes(),
+                           headers={"Content-Type": OCSP_REQUEST}, timeout=10)
+        headers = [(name, value) for name, value in reply.headers.multi_items()
+                   if name.lower() not in ("date", "server", "content-length")]
     finally:
         server.stop()
     openssl_request, openssl_serial = make_openssl_pki(work / "openssl")
+    make_cfssl_responses(work / "openssl")
     return Fixture(work, exe, env, request, leaf.serial_number, response, work / "openssl",
-                   openssl_request, openssl_serial)
+                   openssl_request, openssl_serial, headers)
 
 
 class Servers:
-    """The three servers at one worker count; the OpenSSL responder is restarted for every
-    run (the end of an ab run can leave a connection that never sends a request, and that
-    wedges the OpenSSL responder for good)."""
+    """The servers at one worker count; the OpenSSL responder is restarted for every run (a
+    connection left open without a request wedges it for good: wrk's probe, the end of a timed
+    ab run; hey has not been seen to, but a wedged run would be lost)."""
 
-    makers = {"certcloud": certcloud_server, "fixed-bytes": fixed_server,
-              "openssl": openssl_server}
+    makers = {"certcloud": certcloud_server, "raw-asgi": raw_server, "fixed-bytes": fixed_server,
+              "cfssl": cfssl_server, "openssl": openssl_server}
+    # these answer for the OpenSSL PKI's leaf, at "/"
+    foreign = ("openssl", "cfssl")
 
     def __init__(self, args: argparse.Namespace, fx: Fixture, workers: int) -> None:
         self.args, self.fx, self.workers = args, fx, workers
@@ -378,24 +457,24 @@ class Servers:
     def start(self, name: str) -> None:
         process, url = self.makers[name](self.fx, self.workers)
         self.running[name] = (process, url)
-        body = self.fx.openssl_request if name == "openssl" else self.fx.request
-        reply = wait_for_ocsp(url + ("/" if name == "openssl" else "/ocsp"), body.read_bytes(),
+        foreign = name in self.foreign
+        body = self.fx.openssl_request if foreign else self.fx.request
+        reply = wait_for_ocsp(url + ("/" if foreign else "/ocsp"), body.read_bytes(),
                               process.proc, process.log_path)
-        check_good(reply, self.fx.openssl_serial if name == "openssl" else self.fx.serial,
-                   name)
+        check_good(reply, self.fx.openssl_serial if foreign else self.fx.serial, name)
 
     def stop(self) -> None:
         for process, _url in self.running.values():
             process.stop()
         self.running.clear()
 
-    def measure(self, name: str, method: str, requests: int) -> Run:
+    def measure(self, name: str, method: str, seconds: float) -> Run:
         if name == "openssl":
             self.running.pop(name)[0].stop()
             self.start(name)
         process, url = self.running[name]
         fx = self.fx
-        if name == "openssl":
+        if name in self.foreign:
             target_url, body = url + "/", fx.openssl_request
         elif method == "GET":
             encoded = urllib.parse.quote(base64.b64encode(fx.request.read_bytes()).decode(),
@@ -403,8 +482,8 @@ class Servers:
             target_url, body = f"{url}/ocsp/{encoded}", None
         else:
             target_url, body = url + "/ocsp", fx.request
-        run = run_ab(target_url, requests=requests, concurrency=self.args.concurrency,
-                     body=body, pgid=process.pgid, work=fx.work)
+        run = run_hey(target_url, seconds=seconds, concurrency=self.args.concurrency,
+                      body=body, pgid=process.pgid)
         run.target, run.workers, run.method = name, self.workers, method
         return run
 
@@ -415,38 +494,36 @@ def bench_ocsp(args: argparse.Namespace, fx: Fixture) -> list[Run]:
         servers = Servers(args, fx, workers)
         try:
             for name in Servers.makers:
-                servers.start(name)
+                if name in args.targets:
+                    servers.start(name)
             targets = [("certcloud", "POST")]
             if "get" in args.methods:
                 targets.append(("certcloud", "GET"))
-            targets += [("fixed-bytes", "POST"), ("openssl", "POST")]
-            log(f"workers={workers}: warming up, and sizing runs to about {args.duration:g} s")
-            sizes: dict[tuple[str, str], int] = {}
+            targets += [("raw-asgi", "POST"), ("fixed-bytes", "POST"), ("cfssl", "POST"),
+                        ("openssl", "POST")]
+            targets = [t for t in targets if t[0] in args.targets]
+            log(f"workers={workers}: warming up ({args.warmup:g} s each)")
             for name, method in targets:
-                count = args.concurrency * 4
-                while True:  # grow the warm-up until it lasts long enough to size a run
-                    began = time.perf_counter()
-                    warm = servers.measure(name, method, count)
-                    if time.perf_counter() - began >= args.warmup or count > 10**6:
-                        break
-                    count *= 4
-                sizes[(name, method)] = max(args.concurrency * 10, int(warm.rps * args.duration))
+                servers.measure(name, method, args.warmup)
             per_target: dict[tuple[str, str], list[Run]] = {}
             for round_ in range(args.rounds):
                 for name, method in targets:
                     log(f"workers={workers} round {round_ + 1}/{args.rounds}: {name} {method}")
-                    run = servers.measure(name, method, sizes[(name, method)])
+                    run = servers.measure(name, method, args.duration)
                     per_target.setdefault((name, method), []).append(run)
-            for rounds in per_target.values():
+            for (name, method), rounds in per_target.items():
                 runs.append(sorted(rounds, key=lambda r: r.rps)[len(rounds) // 2])
+                log(f"workers={workers} {name} {method}: rounds req/s "
+                    f"{', '.join(f'{r.rps:,.0f}' for r in rounds)}; CPU µs/req "
+                    f"{', '.join(common.fmt_num(r.cpu_us, 1) for r in rounds)}")
         finally:
             servers.stop()
     return runs
 
 
 def report_ocsp(args: argparse.Namespace, runs: list[Run]) -> list[str]:
-    lines = [f"OCSP, one good serial from the cache: ab -k -c {args.concurrency}, runs of about "
-             f"{args.duration:g} s, median of {args.rounds} round(s)", ""]
+    lines = [f"OCSP, one good serial from the cache: hey -c {args.concurrency} (HTTP/1.1, "
+             f"keep-alive), runs of {args.duration:g} s, median of {args.rounds} round(s)", ""]
     rows = [[r.target, str(r.workers), r.method, f"{r.rps:,.0f}", common.fmt_num(r.p50_ms, 2),
              common.fmt_num(r.p99_ms, 2), common.fmt_num(r.cpu_us, 0), str(r.failed)]
             for r in runs]
@@ -457,6 +534,18 @@ def report_ocsp(args: argparse.Namespace, runs: list[Run]) -> list[str]:
     by = {(r.target, r.workers, r.method): r for r in runs}
     for workers in args.workers:
         ours = by.get(("certcloud", workers, "POST"))
+        raw = by.get(("raw-asgi", workers, "POST"))
+        cfssl = by.get(("cfssl", workers, "POST"))
+        if ours is not None and raw is not None:
+            cpu_vs_raw = common.ratio(ours.cpu_us, raw.cpu_us)
+            lines.append(
+                f"  workers={workers}: CPU/req certcloud/raw-asgi = {common.fmt_num(cpu_vs_raw)}x "
+                f"(goal <= {GOAL_RAW_CPU:g}: {'met' if cpu_vs_raw <= GOAL_RAW_CPU else 'MISSED'})")
+        if ours is not None and cfssl is not None:
+            vs_cfssl = common.ratio(ours.rps, cfssl.rps)
+            lines.append(
+                f"  workers={workers}: req/s certcloud/cfssl = {common.fmt_num(vs_cfssl)}x "
+                f"(goal > {GOAL_CFSSL:g}: {'met' if vs_cfssl > GOAL_CFSSL else 'MISSED'})")
         openssl = by.get(("openssl", workers, "POST"))
         fixed = by.get(("fixed-bytes", workers, "POST"))
         if ours is None or openssl is None or fixed is None:
@@ -537,6 +626,7 @@ async def _timed_regeneration(status: Any) -> tuple[float, float]:
 async def bench_crl(args: argparse.Namespace, work: Path) -> list[CrlRun]:
     from sqlalchemy import insert
 
+    from app.bootstrap import unit_of_work
     from app.clock import SystemClock
     from app.pki.ca import create_ca
     from app.services.status import StatusService
@@ -556,7 +646,7 @@ async def bench_crl(args: argparse.Namespace, work: Path) -> list[CrlRun]:
                                  country="KR", now=now - timedelta(days=1), validity_years=5)
     db = Database(make_engine(url))
     settings = StatusSettings()
-    status = StatusService(db, ca, protector, settings, clock=SystemClock(),
+    status = StatusService(unit_of_work(db, None), ca, protector, settings, clock=SystemClock(),
                            distribution_point="http://127.0.0.1/crl")
     results: list[CrlRun] = []
     try:
@@ -616,9 +706,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
-    parser.add_argument("--concurrency", type=int, default=16, help="ab -c (default 16)")
+    parser.add_argument("--concurrency", type=int, default=16, help="hey -c (default 16)")
     parser.add_argument("--methods", default="post,get",
                         help="post and/or get for Certcloud (the baselines take POST)")
+    parser.add_argument("--targets", default=",".join(Servers.makers),
+                        help="which servers (default: all of " + ",".join(Servers.makers) + ")")
     parser.add_argument("--database-url", help="CERTCLOUD_DATABASE_URL of the spawned server")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--certcloud", help="the certcloud console script")
@@ -633,6 +725,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     args.methods = {m.strip().lower() for m in args.methods.split(",") if m.strip()}
+    args.targets = {t.strip().lower() for t in args.targets.split(",") if t.strip()}
+    args.targets.add("certcloud")
     return args
 
 
@@ -657,10 +751,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with workdir(args.keep) as work:
             if not args.crl_only:
-                for tool in ("ab", "openssl"):
+                for tool, package in (("hey", "hey"), ("openssl", "openssl"),
+                                      ("cfssl", "golang-cfssl")):
                     if shutil.which(tool) is None:
                         raise common.BenchError(f"`{tool}` is not installed (apt-get install "
-                                                f"{'apache2-utils' if tool == 'ab' else tool})")
+                                                f"{package})")
                 fixture = prepare(args, work)
                 runs = bench_ocsp(args, fixture)
                 lines += [*report_ocsp(args, runs), ""]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
@@ -70,6 +70,24 @@ class KeyProtector(Protocol):
     async def unwrap(self, key_id: str, blob: bytes, associated_data: bytes) -> bytes: ...
 
     def current_key_id(self) -> str: ...
+
+
+class ChangeSignal(Protocol):
+    """Tells a serving replica, as soon as it commits, that the status generation moved
+    (PostgreSQL LISTEN/NOTIFY: app/storage/status_listener.py). While ``listening`` is False
+    (not yet connected, or the connection dropped and is being re-made) the replica polls.
+    """
+
+    @property
+    def listening(self) -> bool: ...
+
+    def start(self, on_change: Callable[[], None]) -> None:
+        """Connect and listen in the background (reconnecting with backoff); call
+        ``on_change`` on every notification and each time listening (re)starts, since changes
+        made meanwhile were not notified."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class AuditAppender(Protocol):

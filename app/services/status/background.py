@@ -49,6 +49,8 @@ class Background:
                       asyncio.create_task(self._maintenance_loop(), name="status-maintenance")]
 
     async def stop(self) -> None:
+        if self._ctx.changes is not None:
+            await self._ctx.changes.close()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -57,9 +59,20 @@ class Background:
         self.tasks = []
 
     async def _sync_loop(self) -> None:
+        """Sync every ``sync_interval_seconds``; while a change signal listens (PostgreSQL
+        NOTIFY), only when it signals a change, and for the lease every quarter lease."""
         failing = False
+        changes, woken = self._ctx.changes, asyncio.Event()
+        if changes is not None:
+            changes.start(woken.set)
         while True:
-            await asyncio.sleep(self._ctx.settings.sync_interval_seconds)
+            settings = self._ctx.settings
+            if changes is not None and changes.listening:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), settings.lease_seconds / 4)
+            else:
+                await asyncio.sleep(settings.sync_interval_seconds)
+            woken.clear()
             try:
                 await self._replicas.sync()
             except Exception:  # the lease runs out; memory is then bypassed

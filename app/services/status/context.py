@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from app.domain.ports import Clock, KeyProtector, UnitOfWorkFactory
+from app.domain.ports import ChangeSignal, Clock, KeyProtector, UnitOfWorkFactory
 from app.pki.ca import CertificateAuthority
 from app.settings import StatusSettings
 
@@ -39,3 +39,4 @@ class StatusContext:
     wall_clock: Clock
     distribution_point: str  # the CRL URL certificates carry; the CRL's issuingDistributionPoint
     coherence: Coherence = field(default_factory=Coherence)
+    changes: ChangeSignal | None = None  # None: poll the generation (SQLite)

@@ -14,7 +14,7 @@ from datetime import datetime
 from cryptography import x509
 
 from app.clock import SystemClock
-from app.domain.ports import Clock, KeyProtector, UnitOfWork, UnitOfWorkFactory
+from app.domain.ports import ChangeSignal, Clock, KeyProtector, UnitOfWork, UnitOfWorkFactory
 from app.domain.records import CrlMeta
 from app.pki import ocsp as ocsp_pki
 from app.pki.ca import CertificateAuthority
@@ -43,17 +43,19 @@ class StatusService:
     :param distribution_point: the CRL URL certificates carry; the CRL's issuingDistributionPoint.
     :param wall_clock: real time for leases between replicas (the business ``clock`` may be a
         test's fixed clock); the system clock by default.
+    :param changes: tells this replica of status changes as they commit (PostgreSQL NOTIFY);
+        without it, it polls every ``sync_interval_seconds``.
     """
 
     def __init__(self, uow: UnitOfWorkFactory, ca: CertificateAuthority, protector: KeyProtector,
                  settings: StatusSettings, *, distribution_point: str, clock: Clock,
-                 wall_clock: Clock | None = None) -> None:
+                 wall_clock: Clock | None = None, changes: ChangeSignal | None = None) -> None:
         self.uow, self.ca, self.protector, self.clock = uow, ca, protector, clock
         self.wall_clock = wall_clock or SystemClock()
         self.distribution_point = distribution_point
         self.issuer = ocsp_pki.IssuerHashes.of(ca.certificate)
         ctx = self._ctx = StatusContext(uow, ca, protector, settings, clock, self.wall_clock,
-                                        distribution_point)
+                                        distribution_point, changes=changes)
         self._memory = OcspMemory(ctx)
         self._keys = ResponderKeys(ctx)
         signer = self._signer = OcspSigner(ctx, self.issuer)
