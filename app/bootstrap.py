@@ -20,6 +20,7 @@ from app.pki.ca import (
     ca_key_reference,
     ca_pending,
     load_ca,
+    load_previous_cas,
 )
 from app.pki.keys import KdfParams
 from app.services import audit
@@ -27,12 +28,15 @@ from app.services.auth import AuthService
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
 from app.services.custody import KeyCustody
+from app.services.identity_binding import IdentityBinding
+from app.services.identity_check import IdentityCheckService
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
 from app.services.lookup import LookupService
 from app.services.notices import Notices
 from app.services.secrets import ServerSecrets, StartupError, load_secrets
+from app.services.signature_verification import SignatureVerificationService
 from app.services.signing import SigningService
 from app.services.status import StatusService
 from app.services.verifications import VerificationService
@@ -272,6 +276,8 @@ class Container:
     limiter: RateLimiter
     custody: KeyCustody
     notices: Notices
+    signature_verification: SignatureVerificationService
+    identity_check: IdentityCheckService
 
     async def close(self) -> None:
         await self.status.close()
@@ -306,10 +312,17 @@ async def build_container(settings: Settings, clock: Clock,
     status = StatusService(db, ca, protector, settings.status,
                            distribution_point=issuer.profile.crl_url, clock=clock)
     notices = Notices(db, build_notifier(verifier), secrets_, clock)
+    binding = IdentityBinding(db, protector)
     certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
-                                      revocations=status)
+                                      revocations=status, binding=binding)
     limiter = RateLimiter(_counter_store(settings.limits, db))
-    signing = SigningService(db, certificates, clock, limiter, settings.limits)
+    signing = SigningService(db, certificates, clock, limiter, settings.limits,
+                             binding=binding)
+    trusted_cas = (ca.certificate, *ca.chain, *load_previous_cas(settings.ca_dir))
+    verification = SignatureVerificationService(certificates, trusted_cas, clock, limiter,
+                                                settings.limits)
+    identity_check = IdentityCheckService(db, certificates, binding, secrets_, clock, limiter,
+                                          settings.limits)
     lookup = LookupService(db, secrets_, clock, limiter, settings.limits)
     try:
         async with db.transaction() as conn:  # rows from before the chain's own key
@@ -330,4 +343,5 @@ async def build_container(settings: Settings, clock: Clock,
                                           settings.limits),
         certificates=certificates, lookup=lookup, signing=signing,
         csc=CscService(db, certificates, signing, lookup, clock), status=status,
-        limiter=limiter, custody=custody, notices=notices)
+        limiter=limiter, custody=custody, notices=notices,
+        signature_verification=verification, identity_check=identity_check)

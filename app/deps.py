@@ -20,6 +20,8 @@ SCOPE_DESCRIPTIONS = {
     Scope.SIGN.value: "Sign with a certificate's key, change its PIN, CSC API",
     Scope.AUDIT.value: "Read the audit trail (operators only)",
     Scope.METRICS.value: "Read /metrics (operators' scrapers; needed in production only)",
+    Scope.IDENTITY_CHECK.value: "Check an RRN against a certificate's VID (relying parties; "
+                                "never granted by default)",
 }
 
 oauth2_scheme = OAuth2(
@@ -68,6 +70,8 @@ IssueClient = Annotated[Principal, Security(current_principal, scopes=[Scope.ISS
 ReadClient = Annotated[Principal, Security(current_principal, scopes=[Scope.READ.value])]
 RevokeClient = Annotated[Principal, Security(current_principal, scopes=[Scope.REVOKE.value])]
 SignClient = Annotated[Principal, Security(current_principal, scopes=[Scope.SIGN.value])]
+IdentityCheckClient = Annotated[Principal, Security(current_principal,
+                                                   scopes=[Scope.IDENTITY_CHECK.value])]
 AuditClient = Annotated[Principal, Security(current_principal, scopes=[Scope.AUDIT.value])]
 MetricsReader = Annotated[Principal | None,
                           Security(metrics_reader, scopes=[Scope.METRICS.value])]

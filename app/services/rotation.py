@@ -34,8 +34,10 @@ from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.domain.ports import KeyProtector
 from app.services import audit
 from app.services.custody import key_binding, responder_binding
+from app.services.identity_binding import random_binding, rrn_binding
 from app.services.secrets import AuditKeys
 from app.storage.db import Database
+from app.storage.identity_tables import person_rrns, vid_randoms
 from app.storage.keyring_file import MasterKeyInfo
 from app.storage.status_tables import ocsp_responders
 from app.storage.tables import certificates
@@ -74,6 +76,10 @@ BLOB_STORES: tuple[BlobStore, ...] = (
               key_binding),
     BlobStore("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
               "wrapped_key", responder_binding),
+    BlobStore("vid_randoms.wrapped", vid_randoms, "certificate_id", "master_key_id",
+              "wrapped", random_binding),
+    BlobStore("person_rrns.wrapped", person_rrns, "person_id", "master_key_id", "wrapped",
+              rrn_binding),
 )
 
 

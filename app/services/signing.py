@@ -13,7 +13,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
@@ -35,6 +35,7 @@ from app.pki.signing import (
     sign_digests,
 )
 from app.services.certificates import CertificateService
+from app.services.identity_binding import IdentityBinding
 from app.services.limits import Limit, RateLimiter
 from app.settings import LimitsSettings
 from app.storage.db import Database
@@ -63,6 +64,7 @@ class SignOptions:
     format: SignatureFormat
     mechanism: Mechanism
     detached: bool = False
+    include_r: bool = False  # return the certificate's VID random R (KFTC's rValue)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Signed:
     signatures: list[bytes]
     certificate: Certificate
     renewed: Certificate | None
+    # The signing certificate's VID random R, only when asked (``include_r``).
+    random_r: bytes | None = field(default=None, repr=False)
 
 
 def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
@@ -106,8 +110,10 @@ def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
 
 class SigningService:
     def __init__(self, db: Database, certificates: CertificateService, clock: Clock,
-                 limiter: RateLimiter, limits: LimitsSettings | None = None) -> None:
+                 limiter: RateLimiter, limits: LimitsSettings | None = None, *,
+                 binding: IdentityBinding | None = None) -> None:
         self.db, self.certificates, self.clock, self.limiter = db, certificates, clock, limiter
+        self.binding = binding or certificates.binding
         limits = limits or LimitsSettings()
         self.per_certificate = Limit("signatures_per_certificate",
                                      limits.signatures_per_certificate_per_minute, 60)
@@ -149,7 +155,10 @@ class SigningService:
         log.info("signed", extra={"certificate_id": certificate.id, "count": len(signatures),
                                   "format": options.format.value,
                                   "renewed": renewed is not None})
-        return Signed(signatures, certificate, renewed)
+        random_r = None
+        if options.include_r:  # only after the PIN opened the key: R is the holder's to give
+            random_r = await self.binding.random_of(certificate.id)
+        return Signed(signatures, certificate, renewed, random_r)
 
     async def sign_digests(self, *, client_id: str, certificate_id: str, pin: str,
                            digests: Sequence[bytes], mechanism: Mechanism
