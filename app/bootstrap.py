@@ -1,290 +1,66 @@
-"""Start-up: what development creates by itself, what production checks, and the wiring."""
+"""The wiring: what ``create_app`` (through :func:`build_container`) and every ``certcloud``
+command (through :class:`Wiring`) are made of, each part built one way, here. The start-up
+checks they run first are in :mod:`app.startup`."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
 
 import httpx
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
-from app.ca_setup import init_ca, pending_problem
-from app.domain.errors import DomainError
 from app.domain.ports import Clock, KeyProtector, PhoneVerifier
-from app.pki.ca import (
-    CertificateAuthority,
-    Profile,
-    ca_exists,
-    ca_key_reference,
-    ca_pending,
-    load_ca,
-    load_previous_cas,
-)
+from app.pki.ca import CertificateAuthority, Profile, load_previous_cas
 from app.pki.keys import KdfParams
 from app.services import audit
 from app.services.auth import AuthService
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
-from app.services.custody import KeyCustody
-from app.services.identity_binding import IdentityBinding
+from app.services.custody import KeyCustody, key_binding, responder_binding
+from app.services.identity_binding import IdentityBinding, random_binding, rrn_binding
 from app.services.identity_check import IdentityCheckService
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
 from app.services.lookup import LookupService
 from app.services.notices import Notices
-from app.services.secrets import ServerSecrets, StartupError, load_secrets
+from app.services.pin_gate import PinGate
+from app.services.rotation import KeyRotation, ManagedKeyProtector
+from app.services.secrets import AuditKeys, ServerSecrets
 from app.services.signature_verification import SignatureVerificationService
 from app.services.signing import SigningService
 from app.services.status import StatusService
 from app.services.verifications import VerificationService
 from app.settings import LimitsSettings, Settings
-from app.storage import migrate
-from app.storage.db import Database, make_engine, translate_errors
-from app.storage.files import PRIVATE_DIRECTORY, private_directory, tighten
-from app.storage.keyring import LocalKeyRing
-from app.storage.keyring_file import KeyRingFile
+from app.startup import (
+    Started,
+    check_configuration,
+    init_ca,
+    load_issuing_ca,
+    load_key_protector,
+    open_database,
+    preflight,
+    prepare_token_secrets,
+    start_up,
+)
+from app.storage.db import Database
+from app.storage.idempotency import IdempotencyStore, ReplyKeys
+from app.storage.identity_tables import person_rrns, vid_randoms
 from app.storage.rate_counters import DatabaseCounters
-from app.storage.redis_counters import RedisCounters, is_redis_url
+from app.storage.redis_counters import RedisCounters
+from app.storage.status_tables import ocsp_responders
+from app.storage.tables import certificates as certificate_rows
+from app.storage.unit_of_work import SqlUnitOfWorkFactory
+from app.storage.wrapped_blobs import BlobTable, SqlWrappedBlobs
 from app.verifiers.registry import build_notifier, build_verifier
 
-log = logging.getLogger(__name__)
-
-
-def check_configuration(settings: Settings) -> ServerSecrets:
-    """Everything that can be refused before anything is touched.
-
-    :raises StartupError: one line naming every problem found.
-    """
-    problems: list[str] = []
-    if settings.is_production and settings.verifier.kind == "sandbox":
-        problems.append("the sandbox phone verifier is refused in production; set "
-                        "CERTCLOUD_VERIFIER__KIND=provider")
-    if settings.limits.redis_url and not is_redis_url(settings.limits.redis_url):
-        # Never echo the URL: it may hold a password.
-        problems.append("CERTCLOUD_LIMITS__REDIS_URL is not a Redis URL "
-                        "(redis://, rediss:// or unix://)")
-    if settings.is_production:
-        problems += production_weaknesses(settings)
-    try:
-        secrets_ = load_secrets(settings)
-    except StartupError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise StartupError("; ".join(problems))
-    return secrets_
-
-
-# RFC 9106 §4: the second recommended option (t=3, 64 MiB) or the first (t=1, 2 GiB).
-ARGON2_MINIMUMS = ((3, 64 * 1024), (1, 2 * 1024 * 1024))
-
-
-def production_weaknesses(settings: Settings) -> list[str]:
-    """Settings production refuses: a PIN KDF below RFC 9106's options, a provider verifier
-    without credentials."""
-    problems = []
-    argon = settings.argon2
-    if not any(argon.time_cost >= t and argon.memory_kib >= m for t, m in ARGON2_MINIMUMS):
-        problems.append(f"Argon2id t={argon.time_cost}, m={argon.memory_kib} KiB is below "
-                        "RFC 9106's options (need CERTCLOUD_ARGON2__TIME_COST>=3 and "
-                        "__MEMORY_KIB>=65536, or >=2097152)")
-    if settings.verifier.kind == "provider":
-        sens, twilio = settings.verifier.sens, settings.verifier.twilio
-        given = {"SENS__SERVICE_ID": sens.service_id, "SENS__SENDER": sens.sender,
-                 "SENS__ACCESS_KEY": sens.access_key.get_secret_value(),
-                 "SENS__SECRET_KEY": sens.secret_key.get_secret_value(),
-                 "TWILIO__ACCOUNT_SID": twilio.account_sid, "TWILIO__CALLER_ID": twilio.caller_id,
-                 "TWILIO__AUTH_TOKEN": twilio.auth_token.get_secret_value()}
-        empty = [f"CERTCLOUD_VERIFIER__{name}" for name, value in given.items()
-                 if not value.strip()]
-        if empty:
-            problems.append(f"the provider verifier needs credentials: {', '.join(empty)} "
-                            "empty")
-    return problems
-
-
-def prepare_token_secrets(settings: Settings, secrets_: ServerSecrets, *,
-                          create_if_missing: bool, generate_rrn_key: bool = False) -> list[str]:
-    """With ``CERTCLOUD_KEYS__KIND=pkcs11``: the token's audit chain key and RRN lookup key
-    are there (development makes the audit key and imports its RRN key; production refuses).
-    Returns what it made.
-
-    :raises StartupError: one line naming the problem.
-    """
-    from app.domain.errors import DependencyUnavailable
-    from app.storage.pkcs11 import TokenError, token_session
-    from app.storage.token_hmac import TokenHmacKey, generate_hmac_key, import_hmac_key
-
-    made: list[str] = []
-    try:
-        token = token_session(settings.keys)
-    except TokenError as exc:
-        raise StartupError(str(exc)) from None
-    try:
-        audit_key = TokenHmacKey(token, settings.keys.audit_key_label)
-        if not audit_key.present():
-            if not create_if_missing:
-                raise StartupError(f"no audit chain key labelled {audit_key.label!r} on the "
-                                   f"PKCS#11 token {token.token_label!r}; run `certcloud keys "
-                                   "init-token-hmac`")
-            generate_hmac_key(token, audit_key.label)
-            made.append(audit_key.label)
-        rrn_key = TokenHmacKey(token, settings.keys.rrn_key_label)
-        env_rrn = settings.rrn_hmac_key.get_secret_value() if settings.rrn_hmac_key else None
-        if rrn_key.present():
-            if env_rrn is not None and not rrn_key.matches(env_rrn.encode()):
-                raise StartupError("CERTCLOUD_RRN_HMAC_KEY differs from the RRN key in the "
-                                   f"PKCS#11 token ({rrn_key.label!r}); unset it")
-        elif create_if_missing and secrets_.rrn_hmac_key:  # the key persons are indexed with
-            import_hmac_key(token, rrn_key.label, secrets_.rrn_hmac_key)
-            made.append(rrn_key.label)
-        elif create_if_missing and generate_rrn_key:  # a new installation
-            generate_hmac_key(token, rrn_key.label)
-            made.append(rrn_key.label)
-        elif env_rrn is None:
-            raise StartupError(f"no RRN lookup key labelled {rrn_key.label!r} on the PKCS#11 "
-                               f"token {token.token_label!r}; run `certcloud keys "
-                               "init-token-hmac` with CERTCLOUD_RRN_HMAC_KEY set")
-    except DependencyUnavailable:
-        raise StartupError(f"the PKCS#11 token {token.token_label!r} failed while its HMAC "
-                           f"keys were checked ({token.last_error})") from None
-    except ValueError as exc:
-        raise StartupError(f"{exc} (token {token.token_label!r})") from None
-    return made
-
-
-def bootstrap_development(settings: Settings, clock: Clock) -> None:
-    """First start in development: schema, CA and key ring, each only if missing."""
-    private_directory(settings.data_dir)
-    migrate.upgrade(settings.resolved_database_url)
-    if settings.keys.kind == "local" and not settings.keyring_path.exists():
-        try:
-            LocalKeyRing.create(settings.keyring_path, clock.now())
-            log.info("created a local key ring", extra={"path": str(settings.keyring_path)})
-        except FileExistsError:  # another process started first and made it
-            pass
-    if not ca_exists(settings.ca_dir) and not ca_pending(settings.ca_dir):
-        init_ca(settings, clock)
-        log.info("created a development CA", extra={"path": str(settings.ca_dir)})
-
-
-async def check_schema(db: Database, settings: Settings) -> None:
-    """Production never migrates by itself: the schema must already be at head."""
-    heads = set(ScriptDirectory.from_config(
-        migrate.alembic_config(settings.resolved_database_url)).get_heads())
-    async with translate_errors(), db.engine.connect() as conn:
-        current = await conn.run_sync(
-            lambda sync: set(MigrationContext.configure(sync).get_current_heads()))
-    if current != heads:
-        raise StartupError("the database schema is not current; run `certcloud db upgrade`")
-
-
-def load_key_protector(settings: Settings, clock: Clock | None = None) -> KeyProtector:
-    """The master-key layer the settings choose (``CERTCLOUD_KEYS__KIND``). Development makes
-    the first token master key itself; production only checks that it is there.
-
-    :raises StartupError: one line naming the problem (module, token, PIN, key label).
-    """
-    if settings.keys.kind == "pkcs11":
-        from app.clock import SystemClock
-        from app.storage.pkcs11 import TokenError, open_protector
-
-        try:
-            return open_protector(settings.keys, settings.keyring_path,
-                                  create_if_missing=not settings.is_production,
-                                  now=(clock or SystemClock()).now())
-        except TokenError as exc:
-            raise StartupError(str(exc)) from None
-    try:
-        return KeyRingFile(settings.keyring_path)
-    except FileNotFoundError:
-        raise StartupError(f"no key ring at {settings.keyring_path}; run `certcloud ca init` "
-                           "(it creates the key ring too)") from None
-
-
-def load_issuing_ca(settings: Settings) -> CertificateAuthority:
-    """The CA with its key from the file or the token, as ``certcloud ca init`` left it.
-
-    :raises StartupError: one line naming the problem.
-    """
-    if ca_pending(settings.ca_dir):
-        raise StartupError(pending_problem(settings))
-    reference = ca_key_reference(settings.ca_dir)
-    if reference is None:
-        if settings.ca.key_store == "pkcs11":
-            raise StartupError(f"the CA key in {settings.ca_dir} is a file, but "
-                               "CERTCLOUD_CA__KEY_STORE=pkcs11")
-        return load_ca(settings.ca_dir)
-    from app.storage.pkcs11 import TokenError, load_token_ca
-
-    try:
-        return load_token_ca(settings, reference)
-    except TokenError as exc:
-        raise StartupError(str(exc)) from None
-
-
-async def preflight(settings: Settings, clock: Clock) -> ServerSecrets:
-    """Everything ``certcloud serve`` checks before it binds a port. Development creates what
-    is missing; production only checks that the operator has done it.
-
-    :raises StartupError: one line naming the problem.
-    """
-    secrets_ = check_configuration(settings)
-    if not settings.is_production:
-        await asyncio.to_thread(bootstrap_development, settings, clock)
-    elif settings.data_dir.is_dir():  # production creates nothing, but closes what is there
-        tighten(settings.data_dir, PRIVATE_DIRECTORY)
-    if ca_pending(settings.ca_dir):
-        raise StartupError(pending_problem(settings))
-    if not ca_exists(settings.ca_dir):
-        raise StartupError(f"no CA in {settings.ca_dir}; run `certcloud ca init`")
-    await asyncio.to_thread(load_key_protector, settings, clock)
-    if settings.keys.kind == "pkcs11":
-        await asyncio.to_thread(prepare_token_secrets, settings, secrets_,
-                                create_if_missing=not settings.is_production)
-    await asyncio.to_thread(load_issuing_ca, settings)
-    if settings.is_production:
-        db = Database(make_engine(settings.resolved_database_url,
-                                  timeout_seconds=settings.database_timeout_seconds))
-        try:
-            await check_schema(db, settings)
-        except DomainError as exc:
-            raise StartupError(f"cannot reach the database: {exc.detail}") from None
-        finally:
-            await db.dispose()
-    return secrets_
-
-
-@dataclass
-class Container:
-    settings: Settings
-    clock: Clock
-    db: Database
-    http: httpx.AsyncClient
-    verifier: PhoneVerifier
-    protector: KeyProtector
-    issuer: Issuer
-    auth: AuthService
-    verifications: VerificationService
-    certificates: CertificateService
-    lookup: LookupService
-    signing: SigningService
-    csc: CscService
-    status: StatusService
-    limiter: RateLimiter
-    custody: KeyCustody
-    notices: Notices
-    signature_verification: SignatureVerificationService
-    identity_check: IdentityCheckService
-
-    async def close(self) -> None:
-        await self.status.close()
-        self.custody.close()
-        await self.limiter.store.close()
-        await self.http.aclose()
-        await self.db.dispose()
+__all__ = ["Container", "Wiring", "build_container", "check_configuration", "command_wiring",
+           "init_ca", "load_issuing_ca", "load_key_protector", "preflight",
+           "prepare_token_secrets", "unit_of_work", "wrapped_blobs"]
 
 
 def _counter_store(limits: LimitsSettings, db: Database) -> CounterStore:
@@ -294,54 +70,260 @@ def _counter_store(limits: LimitsSettings, db: Database) -> CounterStore:
                          prefix=limits.redis_key_prefix)
 
 
+class Wiring:
+    """The parts both entry points share, each made once, on first use; :meth:`close` closes
+    what was made. A CLI command asks only for what it uses (``clients create`` loads no CA)."""
+
+    def __init__(self, settings: Settings, clock: Clock, started: Started | None = None
+                 ) -> None:
+        self.settings, self.clock = settings, clock
+        secrets_ = started.secrets if started else None
+        self._configured, self._secrets = secrets_, secrets_
+        self._db: Database | None = None
+        self._protector: KeyProtector | None = started.protector if started else None
+        self._ca: CertificateAuthority | None = started.ca if started else None
+        self._limiter: RateLimiter | None = None
+        self._status: StatusService | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = open_database(self.settings)
+        return self._db
+
+    def configuration(self) -> ServerSecrets:
+        """The server secrets from the settings, after every configuration check.
+
+        :raises StartupError: one line naming every problem."""
+        if self._configured is None:
+            self._configured = check_configuration(self.settings)
+        return self._configured
+
+    async def secrets(self) -> ServerSecrets:
+        """:meth:`configuration`, with the token's HMAC keys checked (made in development)
+        when the keys are in a PKCS#11 token."""
+        if self._secrets is None:
+            secrets_ = self.configuration()
+            if self.settings.keys.kind == "pkcs11":
+                await asyncio.to_thread(prepare_token_secrets, self.settings, secrets_,
+                                        create_if_missing=not self.settings.is_production)
+            self._secrets = secrets_
+        return self._secrets
+
+    async def protector(self) -> KeyProtector:
+        if self._protector is None:
+            self._protector = await asyncio.to_thread(load_key_protector, self.settings,
+                                                      self.clock)
+        return self._protector
+
+    async def ca(self) -> CertificateAuthority:
+        if self._ca is None:
+            self._ca = await asyncio.to_thread(load_issuing_ca, self.settings)
+        return self._ca
+
+    async def issuer(self) -> Issuer:
+        settings = self.settings
+        return Issuer(await self.ca(), Profile(settings.ca.policy_oid, settings.public_base_url),
+                      settings.ca.user_key_algorithm)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            self._limiter = RateLimiter(_counter_store(self.settings.limits, self.db))
+        return self._limiter
+
+    def auth(self) -> AuthService:
+        settings, clock, limiter = self.settings, self.clock, self.limiter
+        secrets_ = self.configuration()
+        return AuthService(unit_of_work(self.db, secrets_.audit_key), secrets_, settings.oauth,
+                           clock, limiter, settings.limits)
+
+    def status_service(self, ca: CertificateAuthority, protector: KeyProtector,
+                       issuer: Issuer, uow: SqlUnitOfWorkFactory) -> StatusService:
+        """Not started: the server starts it as a replica, a command without (no lease, no
+        background loops)."""
+        settings, clock = self.settings, self.clock
+        status = StatusService(uow, ca, protector, settings.status,
+                               distribution_point=issuer.profile.crl_url, clock=clock)
+        self._status = status
+        return status
+
+    async def status(self, *, audited: bool = False) -> StatusService:
+        """A status service for one command: it makes sure a responder and a CRL exist.
+        ``audited``: its unit of work can audit (with the chain key)."""
+        if self._status is None:
+            self.configuration()
+            protector = await self.protector()
+            audit_key = (await self.secrets()).audit_key if audited else None
+            status = self.status_service(await self.ca(), protector, await self.issuer(),
+                                         unit_of_work(self.db, audit_key))
+            await status.start(replica=False)
+        assert self._status is not None
+        return self._status
+
+    async def rotation(self) -> KeyRotation:
+        protector = await self.protector()
+        grace = timedelta(seconds=2 * self.settings.keys.refresh_seconds)
+        audit_key = (await self.secrets()).audit_key
+        return KeyRotation(wrapped_blobs(self.db), cast(ManagedKeyProtector, protector),
+                           retire_grace=grace, uow=unit_of_work(self.db, audit_key))
+
+    def idempotency(self) -> IdempotencyStore:
+        """Keys derived from the server's code secret, so every replica derives the same."""
+        return IdempotencyStore(self.db, ReplyKeys(self.configuration().code_hmac_key))
+
+    async def close(self) -> None:
+        if self._status is not None:
+            await self._status.close()
+        if self._limiter is not None:
+            await self._limiter.store.close()
+        if self._db is not None:
+            await self._db.dispose()
+
+
+@asynccontextmanager
+async def command_wiring(settings: Settings, clock: Clock) -> AsyncIterator[Wiring]:
+    """The wiring of one CLI command, closed when it is done."""
+    wiring = Wiring(settings, clock)
+    try:
+        yield wiring
+    finally:
+        await wiring.close()
+
+
+def unit_of_work(db: Database, audit_keys: AuditKeys | bytes | None) -> SqlUnitOfWorkFactory:
+    """What every service takes: ``uow()`` is one transaction with the repositories and the
+    audit trail (under ``audit_keys``; None for a wiring that never audits) bound to it."""
+    bind = audit.refusing_binder() if audit_keys is None else audit.binder(audit_keys)
+    return SqlUnitOfWorkFactory(db, bind)
+
+
+def wrapped_blobs(db: Database) -> SqlWrappedBlobs:
+    """Every table holding blobs wrapped under a master key (what rotation covers), with the
+    associated data each was wrapped with."""
+    return SqlWrappedBlobs(db, [
+        BlobTable("certificates.wrapped_key", certificate_rows, "id", "master_key_id",
+                  "wrapped_key", key_binding),
+        BlobTable("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
+                  "wrapped_key", responder_binding),
+        BlobTable("vid_randoms.wrapped", vid_randoms, "certificate_id", "master_key_id",
+                  "wrapped", random_binding),
+        BlobTable("person_rrns.wrapped", person_rrns, "person_id", "master_key_id", "wrapped",
+                  rrn_binding),
+    ])
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+    db: Database
+    uow: SqlUnitOfWorkFactory
+    http: httpx.AsyncClient
+    verifier: PhoneVerifier
+    protector: KeyProtector
+    issuer: Issuer
+    auth: AuthService
+    verifications: VerificationService
+    certificates: CertificateService
+    pin_gate: PinGate
+    audit: audit.AuditService
+    lookup: LookupService
+    signing: SigningService
+    csc: CscService
+    status: StatusService
+    limiter: RateLimiter
+    custody: KeyCustody
+    notices: Notices
+    idempotency: IdempotencyStore
+    signature_verification: SignatureVerificationService
+    identity_check: IdentityCheckService
+
+    def readiness_checks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """What ``/readyz`` reaches, by component name."""
+        checks: dict[str, Callable[[], Awaitable[None]]] = {
+            "database": self.db.ping, "counter_store": self.limiter.store.check}
+        for name, part in (("key_store", self.protector), ("ca_key", self.issuer.ca.key)):
+            check = getattr(part, "check", None)  # a file-held CA key has nothing to reach
+            if check is not None:
+                checks[name] = check
+        return checks
+
+    def connections_in_use(self) -> int | None:
+        """Database connections checked out of the pool (None: a pool that does not say)."""
+        checked_out = getattr(self.db.engine.pool, "checkedout", None)
+        return checked_out() if callable(checked_out) else None
+
+    async def crl_age_source(self) -> Callable[[], float | None]:
+        """The age of the CRL this replica serves; until it holds one in memory (it loads the
+        CRL at the first fetch), that of the newest stored at start, so the gauge is right
+        from start."""
+        async with self.uow(write=False) as uow:
+            stored = await uow.status.latest_crl_meta()
+        at_start = stored.this_update if stored is not None else None
+
+        def age() -> float | None:
+            this_update = self.status.served_crl_this_update or at_start
+            return (None if this_update is None
+                    else (self.clock.now() - this_update).total_seconds())
+        return age
+
+    async def close(self) -> None:
+        await self.status.close()
+        self.custody.close()
+        await self.limiter.store.close()
+        await self.http.aclose()
+        await self.db.dispose()
+
+
 async def build_container(settings: Settings, clock: Clock,
                           verifier: PhoneVerifier | None = None) -> Container:
-    secrets_ = await preflight(settings, clock)
-    protector = await asyncio.to_thread(load_key_protector, settings, clock)
-    ca = await asyncio.to_thread(load_issuing_ca, settings)
-    db = Database(make_engine(settings.resolved_database_url,
-                              timeout_seconds=settings.database_timeout_seconds))
+    started = await start_up(settings, clock)  # what it loaded is not loaded again
+    secrets_ = started.secrets
+    wiring = Wiring(settings, clock, started)
+    protector = await wiring.protector()
+    ca = await wiring.ca()
+    db = wiring.db
     http = httpx.AsyncClient(timeout=settings.verifier.timeout_seconds)
     verifier = verifier or build_verifier(settings, clock, http)
-    issuer = Issuer(ca, Profile(settings.ca.policy_oid, settings.public_base_url),
-                    settings.ca.user_key_algorithm)
+    issuer = await wiring.issuer()
     kdf = KdfParams(settings.argon2.time_cost, settings.argon2.memory_kib,
                     settings.argon2.parallelism)
     custody = KeyCustody(protector, kdf,
                          KdfPool(settings.argon2.workers, settings.argon2.max_waiting))
-    status = StatusService(db, ca, protector, settings.status,
-                           distribution_point=issuer.profile.crl_url, clock=clock)
-    notices = Notices(db, build_notifier(verifier), secrets_, clock)
-    binding = IdentityBinding(db, protector)
-    certificates = CertificateService(db, issuer, custody, secrets_, clock, notices=notices,
+    uow = unit_of_work(db, secrets_.audit_key)
+    status = wiring.status_service(ca, protector, issuer, uow)
+    notices = Notices(uow, build_notifier(verifier), secrets_, clock)
+    limiter = wiring.limiter
+    verifications = VerificationService(uow, verifier, secrets_, clock, limiter, settings.limits)
+    pin_gate = PinGate(uow, custody, clock)
+    binding = IdentityBinding(uow, protector)
+    certificates = CertificateService(uow, issuer, custody, secrets_, clock, notices=notices,
+                                      pin_gate=pin_gate, verifications=verifications,
                                       revocations=status, binding=binding)
-    limiter = RateLimiter(_counter_store(settings.limits, db))
-    signing = SigningService(db, certificates, clock, limiter, settings.limits,
+    signing = SigningService(uow, certificates, pin_gate, clock, limiter, settings.limits,
                              binding=binding)
     trusted_cas = (ca.certificate, *ca.chain, *load_previous_cas(settings.ca_dir))
     verification = SignatureVerificationService(certificates, trusted_cas, clock, limiter,
                                                 settings.limits)
-    identity_check = IdentityCheckService(db, certificates, binding, secrets_, clock, limiter,
+    identity_check = IdentityCheckService(uow, certificates, binding, secrets_, clock, limiter,
                                           settings.limits)
-    lookup = LookupService(db, secrets_, clock, limiter, settings.limits)
+    lookup = LookupService(uow, secrets_, clock, limiter, settings.limits)
+    audit_service = audit.AuditService(uow, secrets_.audit_key)
     try:
-        async with db.transaction() as conn:  # rows from before the chain's own key
-            await audit.seal_legacy_rows(conn, secrets_.audit_key, clock.now())
+        await audit_service.seal_legacy_rows(clock.now())  # rows from before the chain's key
         await status.start()  # a responder and a CRL exist before the first request
     except BaseException:
-        await limiter.store.close()
-        await status.close()
         custody.close()
         await http.aclose()
-        await db.dispose()
+        await wiring.close()
         raise
     return Container(
-        settings=settings, clock=clock, db=db, http=http, verifier=verifier,
+        settings=settings, clock=clock, db=db, uow=uow, http=http, verifier=verifier,
         protector=protector, issuer=issuer,
-        auth=AuthService(db, secrets_, settings.oauth, clock, limiter, settings.limits),
-        verifications=VerificationService(db, verifier, secrets_, clock, limiter,
-                                          settings.limits),
-        certificates=certificates, lookup=lookup, signing=signing,
-        csc=CscService(db, certificates, signing, lookup, clock), status=status,
-        limiter=limiter, custody=custody, notices=notices,
+        auth=wiring.auth(),
+        verifications=verifications, certificates=certificates, pin_gate=pin_gate,
+        audit=audit_service, lookup=lookup, signing=signing,
+        csc=CscService(uow, certificates, signing, lookup, clock), status=status,
+        limiter=limiter, custody=custody, notices=notices, idempotency=wiring.idempotency(),
         signature_verification=verification, identity_check=identity_check)

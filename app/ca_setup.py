@@ -96,7 +96,8 @@ def init_ca(settings: Settings, clock: Clock, *, pkcs11: bool = False,
     if csr_path is not None and not csr_path.parent.is_dir():
         raise StartupError(f"{csr_path.parent} is not a directory; the CSR cannot go there")
     if _uses_token(settings, pkcs11):
-        from app.storage.pkcs11 import TokenError, generate_token_ca_key, init_token_ca
+        from app.storage.pkcs11 import TokenError
+        from app.storage.pkcs11_ca import generate_token_ca_key, init_token_ca
 
         try:
             if csr_path is None:
@@ -184,7 +185,8 @@ def _check_key_present(settings: Settings, certificate: x509.Certificate) -> Non
             raise StartupError(f"not imported: the key file in {settings.ca_dir} is not the "
                                "pending CA's key")
         return
-    from app.storage.pkcs11 import TokenError, load_token_ca_key
+    from app.storage.pkcs11 import TokenError
+    from app.storage.pkcs11_ca import load_token_ca_key
 
     try:
         load_token_ca_key(settings, reference, certificate.public_key())

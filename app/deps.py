@@ -1,8 +1,10 @@
-"""Dependency aliases for the routers."""
+"""Dependency aliases for the routers: each route asks for the part it calls (a service, the
+clock, the CA), never for the whole container."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -10,8 +12,19 @@ from fastapi.security import OAuth2, SecurityScopes
 
 from app.bootstrap import Container
 from app.domain.errors import Forbidden, Unauthenticated
+from app.domain.ports import Clock, PhoneVerifier
 from app.observability import note_client
-from app.services.auth import Principal, Scope
+from app.pki.ca import CertificateAuthority
+from app.services.audit import AuditService
+from app.services.auth import AuthService, Principal, Scope
+from app.services.certificates import CertificateService
+from app.services.csc import CscService
+from app.services.identity_check import IdentityCheckService
+from app.services.lookup import LookupService
+from app.services.signature_verification import SignatureVerificationService
+from app.services.signing import SigningService
+from app.services.verifications import VerificationService
+from app.settings import Settings
 
 SCOPE_DESCRIPTIONS = {
     Scope.ISSUE.value: "Start verifications; issue, reissue and unlock certificates",
@@ -31,23 +44,46 @@ oauth2_scheme = OAuth2(
     description="OAuth2 client credentials for bank front-ends")
 
 
-def get_container(request: Request) -> Container:
+def _container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
-ContainerDep = Annotated[Container, Depends(get_container)]
+def _part(read: Callable[[Container], Any]) -> Any:
+    def get(request: Request) -> Any:
+        return read(_container(request))
+    return Depends(get)
+
+
+ClockDep = Annotated[Clock, _part(lambda c: c.clock)]
+SettingsDep = Annotated[Settings, _part(lambda c: c.settings)]
+AuthDep = Annotated[AuthService, _part(lambda c: c.auth)]
+VerificationsDep = Annotated[VerificationService, _part(lambda c: c.verifications)]
+VerifierDep = Annotated[PhoneVerifier, _part(lambda c: c.verifier)]
+CertificatesDep = Annotated[CertificateService, _part(lambda c: c.certificates)]
+LookupDep = Annotated[LookupService, _part(lambda c: c.lookup)]
+SigningDep = Annotated[SigningService, _part(lambda c: c.signing)]
+SignatureVerificationDep = Annotated[SignatureVerificationService,
+                                     _part(lambda c: c.signature_verification)]
+IdentityCheckDep = Annotated[IdentityCheckService, _part(lambda c: c.identity_check)]
+CscDep = Annotated[CscService, _part(lambda c: c.csc)]
+CaDep = Annotated[CertificateAuthority, _part(lambda c: c.issuer.ca)]
+# The audit page reads the chain in its own transaction (until an audit service owns it).
+AuditDep = Annotated[AuditService, _part(lambda c: c.audit)]
+ReadinessDep = Annotated[dict[str, Callable[[], Awaitable[None]]],
+                         _part(lambda c: c.readiness_checks())]
+PoolInUseDep = Annotated[int | None, _part(lambda c: c.connections_in_use())]
 
 
 async def current_principal(
-    security_scopes: SecurityScopes, container: ContainerDep,
+    security_scopes: SecurityScopes, auth: AuthDep,
     authorization: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     """401 for a missing or bad token, 403 for a token without the operation's scope."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("a Bearer access token is required", code="token_missing")
-    principal = await container.auth.authenticate(token.strip())
+    principal = await auth.authenticate(token.strip())
     note_client(principal.client_id)
     missing = [scope for scope in security_scopes.scopes if scope not in principal.scopes]
     if missing:
@@ -56,14 +92,14 @@ async def current_principal(
 
 
 async def metrics_reader(
-    security_scopes: SecurityScopes, container: ContainerDep,
+    security_scopes: SecurityScopes, settings: SettingsDep, auth: AuthDep,
     authorization: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal | None:
     """Production: a token with ``metrics:read`` (metrics name routes, clients' activity and
     outages). Development: open, so a local Prometheus needs no client."""
-    if not container.settings.is_production:
+    if not settings.is_production:
         return None
-    return await current_principal(security_scopes, container, authorization)
+    return await current_principal(security_scopes, auth, authorization)
 
 
 IssueClient = Annotated[Principal, Security(current_principal, scopes=[Scope.ISSUE.value])]

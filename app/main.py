@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.bootstrap import Container, build_container
+from app.bootstrap import build_container
 from app.clock import SystemClock
 from app.domain.ports import Clock, PhoneVerifier
 from app.logs import configure_logging
 from app.observability import Metrics, RequestContextMiddleware
 from app.routers import (
     audit,
+    ca_status,
     certificates,
     docs,
     health,
@@ -27,13 +28,12 @@ from app.routers import (
     problems,
     relying_party,
     sandbox,
-    status,
     verifications,
 )
 from app.routers import csc as csc_router
 from app.routers import signatures as signatures_router
+from app.routers.body_limit import BodyLimitMiddleware
 from app.routers.idempotency import IdempotencyMiddleware
-from app.routers.limits import BodyLimitMiddleware
 from app.routers.problem_catalog import finish as finish_problem_docs
 from app.routers.schemas import Problem
 from app.security_headers import SecurityHeadersMiddleware
@@ -41,7 +41,6 @@ from app.services import audit as audit_trail
 from app.services import notices as notice_outbox
 from app.services.sweeper import run_periodically
 from app.settings import Settings
-from app.storage.status_repository import StatusRepository
 
 DESCRIPTION = """\
 Certcloud issues, holds and signs with personal X.509 certificates (a cloud certificate in the
@@ -76,11 +75,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         configure_logging(settings.log_level)
         container = await build_container(settings, clock, verifier)
         app.state.container = container
-        app_metrics.watch_crl(await _crl_age_source(container, clock))
+        app_metrics.watch_crl(await container.crl_age_source())
         audit_trail.event_listeners.append(count_event)
         notice_outbox.delivery_listeners.append(count_notice)
         sweeper = asyncio.create_task(run_periodically(
-            container.db, clock, settings.sweep_interval_seconds))
+            container.uow, clock, settings.sweep_interval_seconds))
         redelivery = asyncio.create_task(container.notices.run_periodically(
             settings.sweep_interval_seconds))
         try:
@@ -104,7 +103,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                        log_requests=settings.access_log)
     app.add_middleware(SecurityHeadersMiddleware)
     ocsp.install(app)  # after every add_middleware: its fast lane must be the outermost
-    for module in (oauth, verifications, certificates, status, audit, health, metrics,
+    for module in (oauth, verifications, certificates, ca_status, audit, health, metrics,
                    problem_pages):
         app.include_router(module.router)
     app.include_router(signatures_router.router)
@@ -132,19 +131,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-async def _crl_age_source(container: Container, clock: Clock) -> Callable[[], float | None]:
-    """The age of the CRL this replica serves; until it holds one in memory (it loads the CRL
-    at the first fetch), that of the newest stored at start, so the gauge is right from start."""
-    async with container.db.transaction(write=False) as conn:
-        stored = await StatusRepository(conn).latest_crl_meta()
-    at_start = stored.this_update if stored is not None else None
-
-    def age() -> float | None:
-        this_update = container.status.served_crl_this_update or at_start
-        return None if this_update is None else (clock.now() - this_update).total_seconds()
-    return age
 
 
 IDEMPOTENCY_PARAMETER = {

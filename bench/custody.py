@@ -112,15 +112,15 @@ class Token:
 
 
 def local_store(base: Path) -> Any:
-    from app.storage.keyring import LocalKeyRing
-    from app.storage.keyring_file import KeyRingFile
+    from app.storage.keyring_protector import KeyRingFile
+    from app.storage.local_keyring import LocalKeyRing
 
     LocalKeyRing.create(base / "keyring.json", NOW)
     return KeyRingFile(base / "keyring.json")
 
 
 def token_store(token: Token) -> Any:
-    from app.storage.pkcs11 import Pkcs11Protector
+    from app.storage.pkcs11_protector import Pkcs11Protector
 
     protector = Pkcs11Protector(token.session(), "certcloud-master")
     protector.load(create_if_missing=True, now=NOW)
@@ -185,6 +185,7 @@ async def measure_rewrap(protector: Any, database_url: str | None, base: Path, b
                          batch_size: int) -> dict[str, float]:
     from sqlalchemy import insert, text
 
+    from app.bootstrap import wrapped_blobs
     from app.services.custody import key_binding
     from app.services.rotation import KeyRotation
     from app.storage import migrate
@@ -221,7 +222,7 @@ async def measure_rewrap(protector: Any, database_url: str | None, base: Path, b
                 async with db.transaction() as conn:
                     await conn.execute(insert(certificates), rows)
                 rows = []
-        rotation = KeyRotation(db, protector)
+        rotation = KeyRotation(wrapped_blobs(db), protector)
         await rotation.rotate(NOW + timedelta(days=1))
         log(f"  rewrapping {blobs} blobs, batches of {batch_size}")
         started = time.perf_counter()

@@ -285,7 +285,7 @@ def make_openssl_pki(directory: Path) -> tuple[Path, int]:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509 import ocsp
 
-    from app.pki import ocsp as ocsp_pki
+    from app.pki import ocsp_responder
     from app.pki.ca import Profile, create_ca, issue_end_entity, subject_for
     from app.pki.keys import generate_user_key
 
@@ -298,10 +298,10 @@ def make_openssl_pki(directory: Path) -> tuple[Path, int]:
     leaf = issue_end_entity(ca, Profile("2.25.1", "http://127.0.0.1"),
                             public_key=leaf_key.public_key(), subject=subject_for("bench", "b"),
                             serial=serial, not_before=now, not_after=now + timedelta(days=365))
-    key = ocsp_pki.generate_responder_key("rsa2048")
-    responder = ocsp_pki.issue_responder_certificate(
+    key = ocsp_responder.generate_responder_key("rsa2048")
+    responder = ocsp_responder.issue_responder_certificate(
         ca_key=ca.key, ca_certificate=ca.certificate, public_key=key.public_key(),
-        serial=x509.random_serial_number(), not_before=ocsp_pki.backdated(now),
+        serial=x509.random_serial_number(), not_before=ocsp_responder.backdated(now),
         not_after=now + timedelta(days=7))
     (directory / "ca.pem").write_bytes(ca.certificate_pem)
     (directory / "responder.pem").write_bytes(responder.public_bytes(serialization.Encoding.PEM))
@@ -543,7 +543,7 @@ async def bench_crl(args: argparse.Namespace, work: Path) -> list[CrlRun]:
     from app.settings import StatusSettings
     from app.storage import migrate
     from app.storage.db import Database, make_engine
-    from app.storage.keyring import LocalKeyRing
+    from app.storage.local_keyring import LocalKeyRing
     from app.storage.tables import clients, persons
 
     url = args.crl_database_url or f"sqlite+aiosqlite:///{work / 'crl.db'}"

@@ -30,7 +30,7 @@ from app.pki.ca import create_ca, save_ca
 from app.services.audit import GENESIS
 from app.settings import Settings
 from app.storage import migrate
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 from app.storage.ops_tables import audit_head
 from app.storage.schema import metadata
 

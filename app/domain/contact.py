@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from app.domain.verification import PreviousPhone
 
@@ -42,3 +43,11 @@ class ContactOnRecord:
         return ContactOnRecord(name, phone, email, previous_phone=self.phone,
                                previous_name=self.name, phone_replaced_at=now)
 
+
+
+def contact_on_record(person: Any) -> ContactOnRecord:
+    """The contact data of a stored person (any record with the person's columns)."""
+    return ContactOnRecord(person.name, person.phone, person.email,
+                           previous_phone=person.previous_phone,
+                           previous_name=person.previous_name,
+                           phone_replaced_at=person.phone_replaced_at)

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
+from app.domain.serials import is_valid_serial, serial_int
+
 REASON_FLAGS = {
     1: x509.ReasonFlags.key_compromise, 2: x509.ReasonFlags.ca_compromise,
     3: x509.ReasonFlags.affiliation_changed, 4: x509.ReasonFlags.superseded,
@@ -51,8 +53,8 @@ def pack_entry(serial_hex: str, revoked_at: datetime | int, reason: int | None) 
 
     :raises ValueError: a serial longer than 20 octets (RFC 5280 §4.1.2.2 allows no more).
     """
-    serial = int(serial_hex, 16)
-    if not 0 < serial < 1 << 160:
+    serial = serial_int(serial_hex)
+    if not is_valid_serial(serial):
         raise ValueError("a CRL serial must be positive and at most 20 octets")
     seconds = revoked_at if isinstance(revoked_at, int) else int(revoked_at.timestamp())
     return (serial.to_bytes(20, "big") + seconds.to_bytes(8, "big", signed=True)

@@ -1,5 +1,5 @@
-"""OCSP (RFC 6960, RFC 5019 profile, RFC 8954 nonces): parse requests, sign responses, and
-issue the delegated responder certificate.
+"""OCSP (RFC 6960, RFC 5019 profile, RFC 8954 nonces): parse requests, sign responses (the
+delegated responder's certificate is :mod:`app.pki.ocsp_responder`'s).
 
 Requests are read with ``cryptography`` (which refuses those with several CertIDs; those are
 read with ``asn1crypto``), and each CertID's DER is kept as sent. Responses are assembled with
@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from asn1crypto import algos as asn1_algos
 from asn1crypto import core as asn1_core
@@ -26,12 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, OCSPExtensionOID
+from cryptography.x509.oid import OCSPExtensionOID
 
 MAX_REQUEST_BYTES = 10 * 1024
 MAX_NONCE_BYTES = 32  # RFC 8954 §2.1
 MAX_CERT_IDS = 20  # CertIDs answered in one response; more is refused as malformed
-MAX_SERIAL_BITS = 20 * 8  # RFC 5280 §4.1.2.2: serials are at most 20 octets
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
@@ -366,18 +365,8 @@ def _assemble_and_sign(responder: ResponderIdentity, answers: Sequence[SingleAns
     }).dump()
 
 
-_CRL_REASON_NAMES = {
-    x509.ReasonFlags.unspecified: "unspecified",
-    x509.ReasonFlags.key_compromise: "key_compromise",
-    x509.ReasonFlags.ca_compromise: "ca_compromise",
-    x509.ReasonFlags.affiliation_changed: "affiliation_changed",
-    x509.ReasonFlags.superseded: "superseded",
-    x509.ReasonFlags.cessation_of_operation: "cessation_of_operation",
-    x509.ReasonFlags.certificate_hold: "certificate_hold",
-    x509.ReasonFlags.remove_from_crl: "remove_from_crl",
-    x509.ReasonFlags.privilege_withdrawn: "privilege_withdrawn",
-    x509.ReasonFlags.aa_compromise: "aa_compromise",
-}
+# asn1crypto names the CRLReason values as cryptography names its flags.
+_CRL_REASON_NAMES = {flag: flag.name for flag in x509.ReasonFlags}
 
 
 def _generalized(moment: datetime) -> asn1_core.GeneralizedTime:
@@ -402,59 +391,3 @@ def _sign_bytes(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> tuple[str
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return f"{algorithm.name}_ecdsa", key.sign(data, ec.ECDSA(algorithm))
     raise TypeError("the responder key must be RSA or EC")
-
-
-# --- the delegated responder certificate -----------------------------------------------------
-
-
-def generate_responder_key(algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    """A fresh responder key: ``rsa2048`` or ``p256``."""
-    if algorithm == "rsa2048":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if algorithm == "p256":
-        return ec.generate_private_key(ec.SECP256R1())
-    raise ValueError(f"unknown responder key algorithm {algorithm!r}")
-
-
-def issue_responder_certificate(
-    *, ca_key: CertificateIssuerPrivateKeyTypes, ca_certificate: x509.Certificate,
-    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, serial: int, not_before: datetime,
-    not_after: datetime,
-) -> x509.Certificate:
-    """The delegated OCSP responder certificate (RFC 6960 §4.2.2.2): issued by the CA,
-    digitalSignature, EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck (§4.2.2.2.1), so clients
-    never ask about the responder itself; kept short-lived instead."""
-    organization = ca_certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    country = ca_certificate.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-    subject = x509.Name([
-        *(x509.NameAttribute(NameOID.COUNTRY_NAME, str(a.value)) for a in country[:1]),
-        *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(a.value)) for a in organization[:1]),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"OCSP Responder {not_before:%Y%m%d%H%M%S}"),
-    ])
-    ca_ski = ca_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    algorithm = hashes.SHA384() if isinstance(ca_key, ec.EllipticCurvePrivateKey) else (
-        hashes.SHA256())
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_certificate.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
-        .add_extension(x509.OCSPNoCheck(), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
-        .sign(ca_key, algorithm)
-    )
-
-
-def backdated(moment: datetime) -> datetime:
-    """Validity starts a little earlier than ``moment`` for clients whose clock runs behind."""
-    return moment - timedelta(minutes=5)

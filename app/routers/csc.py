@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
-from app.deps import ContainerDep, SignClient
+from app.deps import CaDep, CscDep, SettingsDep, SignClient
 from app.domain.errors import (
     Conflict,
     DependencyUnavailable,
@@ -186,13 +186,13 @@ class InfoReply(BaseModel):
              description="Unlike the CSC specification, this needs a Bearer token too: every "
                          "/csc/v1 call of a bank is authenticated.",
              responses=csc_responses_for("csc_info"))
-async def info(_principal: SignClient, container: ContainerDep,
+async def info(_principal: SignClient, settings: SettingsDep,
                _body: InfoRequest | None = None) -> InfoReply:
     return InfoReply(
         specs=SPECS, name="Certcloud", logo=LOGO, region="KR", lang="en-US",
         description="Certcloud remote signing with personal cloud certificates (SCAL 2: the "
                     "PIN authorises exactly the hashes it is given).",
-        authType=["oauth2client"], oauth2=container.settings.public_base_url,
+        authType=["oauth2client"], oauth2=settings.public_base_url,
         methods=METHODS)
 
 
@@ -214,11 +214,10 @@ class ListReply(BaseModel):
              summary="CSC: the holder's active credential (userID is the RRN)",
              responses=csc_responses_for("csc_credentials_list"))
 async def credentials_list(body: ListRequest, principal: SignClient,
-                           container: ContainerDep) -> ListReply:
+                           csc: CscDep) -> ListReply:
     if body.pageToken is not None:
         raise CscError(400, "invalid_request", "Invalid parameter pageToken")
-    found = await container.csc.list_credentials(client_id=principal.client_id,
-                                                 user_id=body.userID)
+    found = await csc.list_credentials(client_id=principal.client_id, user_id=body.userID)
     return ListReply(credentialIDs=found[: body.maxResults] if body.maxResults else found)
 
 
@@ -274,14 +273,14 @@ class CredentialInfoReply(BaseModel):
              summary="CSC: key algorithms, certificate chain (signer first) and PIN rules",
              responses=csc_responses_for("csc_credentials_info"))
 async def credentials_info(body: InfoCredentialRequest, _principal: SignClient,
-                           container: ContainerDep) -> CredentialInfoReply:
-    credential = await container.csc.credential(body.credentialID)
+                           csc: CscDep, ca: CaDep) -> CredentialInfoReply:
+    credential = await csc.credential(body.credentialID)
     certificate = credential.certificate
     chain: list[bytes] = []
     if body.certificates != "none":
         chain.append(certificate.certificate_der)
     if body.certificates == "chain":
-        chain += container.issuer.ca.chain_der
+        chain += ca.chain_der
     cert = CertInfo(
         status="valid" if credential.status.value == "active" else credential.status.value,
         certificates=[base64.b64encode(der).decode() for der in chain] or None)
@@ -327,10 +326,10 @@ class AuthorizeReply(BaseModel):
                          "towards the lockout of the certificate.",
              responses=csc_responses_for("csc_credentials_authorize"))
 async def credentials_authorize(body: AuthorizeRequest, principal: SignClient,
-                                container: ContainerDep) -> JSONResponse:
+                                csc: CscDep) -> JSONResponse:
     if body.OTP is not None:
         raise CscError(400, "invalid_request", "OTP is not used by this credential")
-    authorization = await container.csc.authorize(
+    authorization = await csc.authorize(
         client_id=principal.client_id, credential_id=body.credentialID, pin=body.PIN,
         num_signatures=body.numSignatures, hashes_b64=body.hash)
     reply = AuthorizeReply(SAD=authorization.sad, expiresIn=authorization.expires_in)
@@ -358,8 +357,8 @@ class SignHashReply(BaseModel):
              summary="CSC: the raw signatures of the authorised hashes, in the order given",
              responses=csc_responses_for("csc_signatures_sign_hash"))
 async def signatures_sign_hash(body: SignHashRequest, principal: SignClient,
-                               container: ContainerDep) -> SignHashReply:
-    signatures = await container.csc.sign_hash(
+                               csc: CscDep) -> SignHashReply:
+    signatures = await csc.sign_hash(
         client_id=principal.client_id, credential_id=body.credentialID, sad=body.SAD,
         hashes_b64=body.hash, sign_algo=body.signAlgo, hash_algo=body.hashAlgo,
         sign_algo_params=body.signAlgoParams)

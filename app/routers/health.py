@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import APIRouter, Request
 
-from app.deps import ContainerDep
+from app.deps import ReadinessDep
 from app.domain.errors import DomainError
 from app.routers.problem_catalog import responses_for
 from app.routers.schemas import Health, Readiness
@@ -27,23 +25,13 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-def _components(container: ContainerDep) -> dict[str, Callable[[], Awaitable[None]]]:
-    checks: dict[str, Callable[[], Awaitable[None]]] = {
-        "database": container.db.ping, "counter_store": container.limiter.store.check}
-    for name, part in (("key_store", container.protector), ("ca_key", container.issuer.ca.key)):
-        check = getattr(part, "check", None)  # a file-held CA key has nothing to reach
-        if check is not None:
-            checks[name] = check
-    return checks
-
-
 @router.get("/readyz", response_model=Readiness, operation_id="readyz",
             summary="The database, the key store and the rate-limit store are reachable",
             description=READYZ_DESCRIPTION, responses=responses_for("readyz"))
-async def readyz(container: ContainerDep, request: Request) -> Readiness:
+async def readyz(checks: ReadinessDep, request: Request) -> Readiness:
     components: dict[str, str] = {}
     failures: list[tuple[str, DomainError]] = []
-    for name, check in _components(container).items():
+    for name, check in checks.items():
         try:
             await check()
         except DomainError as error:  # DependencyUnavailable: the adapters translate outages

@@ -3,7 +3,8 @@ key and request gets the first reply and does nothing again; the same key with a
 is 422; the same key while the first is still running is 409 (under /csc/v1 these refusals take
 the CSC error shape).
 
-"The same request" ignores every PIN-bearing field (see :mod:`app.storage.idempotency`): a
+"The same request" ignores every PIN-bearing field (the store the wiring gives, see
+:mod:`app.storage.idempotency`): a
 retry with another PIN gets the first reply too, so neither the stored record nor the answer to
 a guess can tell one PIN from another. A body that is not a JSON object is passed through
 without idempotency (the route refuses it) and nothing of it is stored."""
@@ -20,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.errors import DomainError
 from app.routers.problems import problem
-from app.storage.idempotency import IdempotencyStore, ReplyKeys
 
 log = logging.getLogger(__name__)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -45,14 +45,6 @@ def _refusal(path: str, status: int, code: str, title: str, detail: str,
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._keys: tuple[Any, ReplyKeys] | None = None
-
-    def _reply_keys(self, container: Any) -> ReplyKeys:
-        """Derived from the server's code secret (so every replica derives the same keys),
-        once per container."""
-        if self._keys is None or self._keys[0] is not container:
-            self._keys = (container, ReplyKeys(container.certificates.secrets.code_hmac_key))
-        return self._keys[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
@@ -90,13 +82,12 @@ class IdempotencyMiddleware:
             delivered = True
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        keys = self._reply_keys(container)
-        request_hash = keys.fingerprint(scope["method"], path, scope.get("query_string", b""),
+        store: Any = container.idempotency  # app.bootstrap's: keys from the server secret
+        request_hash = store.keys.fingerprint(scope["method"], path, scope.get("query_string", b""),
                                         bytes(body))
         if request_hash is None:  # not a JSON object: the route refuses it, nothing is kept
             await self.app(scope, replay_body, send)
             return
-        store = IdempotencyStore(container.db, keys)
         try:
             claim = await store.claim(principal.client_id, key, request_hash,
                                       container.clock.now())

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.deps import ContainerDep, MetricsReader
+from app.deps import MetricsReader, PoolInUseDep
 from app.routers.problem_catalog import responses_for
 
 router = APIRouter(tags=["operations"])
@@ -19,9 +19,8 @@ router = APIRouter(tags=["operations"])
                         "development it is open.",
             responses={200: {"content": {"text/plain": {}}},
                        **responses_for("metrics")})
-async def metrics(request: Request, container: ContainerDep, _reader: MetricsReader) -> Response:
+async def metrics(request: Request, in_use: PoolInUseDep, _reader: MetricsReader) -> Response:
     registry = request.app.state.metrics
-    checked_out = getattr(container.db.engine.pool, "checkedout", None)
-    if callable(checked_out):
-        registry.pool_checked_out.set(checked_out())
+    if in_use is not None:
+        registry.pool_checked_out.set(in_use)
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

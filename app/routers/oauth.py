@@ -9,7 +9,7 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import ContainerDep
+from app.deps import AuthDep
 from app.routers.problem_catalog import responses_for
 from app.routers.schemas import TokenReply
 from app.services.auth import OAuthError
@@ -65,7 +65,7 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
                      "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
                **responses_for("issue_token")},
 )
-async def issue_token(request: Request, container: ContainerDep) -> JSONResponse:
+async def issue_token(request: Request, auth: AuthDep) -> JSONResponse:
     try:
         content_type = request.headers.get("content-type", "").lower()  # RFC 9110 §8.3.1
         if not content_type.startswith("application/x-www-form-urlencoded"):
@@ -88,8 +88,7 @@ async def issue_token(request: Request, container: ContainerDep) -> JSONResponse
             raise OAuthError("invalid_client", "client authentication is required", 401)
         # The peer's address (uvicorn takes X-Forwarded-For only from --forwarded-allow-ips).
         source = request.client.host if request.client else "unknown"
-        token = await container.auth.issue_token(client_id, secret, fields.get("scope"),
-                                                 source=source)
+        token = await auth.issue_token(client_id, secret, fields.get("scope"), source=source)
     except OAuthError as exc:
         return _oauth_error(exc)
     reply = TokenReply(access_token=token.access_token, expires_in=token.expires_in,

@@ -22,11 +22,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.pki.ocsp import MAX_REQUEST_BYTES
 from app.routers.ocsp_headers import crl_wire, ocsp_wire
 from app.routers.problem_catalog import responses_for
 from app.routers.problems import problem
-from app.services.status import OcspReply, StatusService
+from app.services.status import MAX_REQUEST_BYTES, OcspReply, StatusService
 
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ContainerDep, IdentityCheckClient
+from app.deps import IdentityCheckClient, IdentityCheckDep, SignatureVerificationDep
 from app.domain.errors import InvalidInput
+from app.domain.serials import serial_hex
 from app.routers.problem_catalog import responses_for
 from app.services.issuer import pem_of
 from app.services.signature_verification import VerifyRequest, VerifyResult
@@ -95,7 +96,7 @@ class VerifyReply(BaseModel):
             from cryptography.hazmat.primitives import serialization
 
             der = result.signer.public_bytes(serialization.Encoding.DER)
-            signer = Signer(serial=format(result.signer.serial_number, "x"),
+            signer = Signer(serial=serial_hex(result.signer.serial_number),
                             subject=result.signer.subject.rfc4514_string(),
                             certificate_pem=pem_of(der))
         revocation = None if result.revocation is None else RevocationPublic(
@@ -143,11 +144,11 @@ def _b64(value: str | None, field: str) -> bytes | None:
                 "not hold is a 200 with `valid: false` and the `reasons`.",
     responses=responses_for("verify_signature"))
 async def verify_signature(body: VerifyBody, request: Request,
-                           container: ContainerDep) -> JSONResponse:
+                           verification: SignatureVerificationDep) -> JSONResponse:
     signature = _b64(body.signature, "signature")
     assert signature is not None
     source = request.client.host if request.client else "unknown"
-    result = await container.signature_verification.verify(VerifyRequest(
+    result = await verification.verify(VerifyRequest(
         signature=signature, format=body.format, data=_b64(body.data, "data"),
         digest=_b64(body.digest, "digest"), hash_name=body.digest_algorithm,
         pss=body.padding == "pss", certificate_pem=body.certificate_pem,
@@ -166,8 +167,8 @@ async def verify_signature(body: VerifyBody, request: Request,
                 "keyed hash of the RRN.",
     responses=responses_for("check_identity"))
 async def check_identity(body: IdentityCheckBody, principal: IdentityCheckClient,
-                         container: ContainerDep) -> JSONResponse:
-    match = await container.identity_check.check(
+                         identity_check: IdentityCheckDep) -> JSONResponse:
+    match = await identity_check.check(
         client_id=principal.client_id, serial=body.serial,
         certificate_pem=body.certificate_pem, rrn=body.rrn)
     return JSONResponse(IdentityCheckReply(match=match).model_dump(),

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.deps import ContainerDep
+from app.deps import ClockDep, VerificationsDep, VerifierDep
 from app.domain.errors import DomainError, NotFound
 from app.domain.verification import normalize_phone
 from app.routers.problem_catalog import responses_for
 from app.routers.schemas import KeypadRequest, SandboxMessage, VerificationPublic
+from app.routers.verifications import public_verification
 from app.verifiers.registry import ProviderVerifier
 from app.verifiers.sandbox import SandboxVerifier
 
@@ -17,19 +18,19 @@ router = APIRouter(tags=["sandbox"])
 callbacks_router = APIRouter(tags=["callbacks"])
 
 
-def _sandbox(container: ContainerDep) -> SandboxVerifier:
-    if not isinstance(container.verifier, SandboxVerifier):
+def _sandbox(verifier: VerifierDep) -> SandboxVerifier:
+    if not isinstance(verifier, SandboxVerifier):
         raise NotFound("the sandbox is not available", code="not_found")
-    return container.verifier
+    return verifier
 
 
 @router.get("/sandbox/messages", response_model=list[SandboxMessage],
             operation_id="sandbox_messages", summary="SMS the sandbox would have sent",
             responses=responses_for("sandbox_messages"))
-async def sandbox_messages(container: ContainerDep,
+async def sandbox_messages(verifier: VerifierDep,
                            phone: str | None = Query(None, max_length=32)
                            ) -> list[SandboxMessage]:
-    sandbox = _sandbox(container)
+    sandbox = _sandbox(verifier)
     wanted = normalize_phone(phone) if phone is not None else None
     return [SandboxMessage(phone=m.phone, text=m.text, code=m.code, sent_at=m.sent_at)
             for m in sandbox.messages(wanted)]
@@ -40,30 +41,26 @@ async def sandbox_messages(container: ContainerDep,
              summary="Simulate the person keying digits in during the ARS call",
              responses=responses_for("sandbox_ars_keypad"))
 async def sandbox_keypad(verification_id: str, body: KeypadRequest,
-                         container: ContainerDep) -> VerificationPublic:
-    _sandbox(container)
-    verification = await container.verifications.confirm_keypad(
+                         verifier: VerifierDep, verifications: VerificationsDep,
+                         clock: ClockDep) -> VerificationPublic:
+    _sandbox(verifier)
+    verification = await verifications.confirm_keypad(
         verification_id=verification_id, digits=body.digits)
-    return VerificationPublic(
-        id=verification.id, channel=verification.channel.value,
-        status=verification.status_at(container.clock.now()).value,
-        purpose=verification.purpose.value if verification.purpose else None,
-        expires_at=verification.expires_at, display_code=None)
+    return public_verification(verification, clock)
 
 
 @callbacks_router.post("/callbacks/ars/twilio/{verification_id}", include_in_schema=False)
 async def twilio_callback(verification_id: str, request: Request,
-                          container: ContainerDep) -> Response:
+                          verifier: VerifierDep, verifications: VerificationsDep) -> Response:
     """Twilio's <Gather> posts the keyed digits here, signed with X-Twilio-Signature."""
-    if not isinstance(container.verifier, ProviderVerifier):
+    if not isinstance(verifier, ProviderVerifier):
         raise NotFound("no ARS provider is configured", code="not_found")
-    ars = container.verifier.ars
+    ars = verifier.ars
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     digits = ars.parse_callback(ars.callback_url(verification_id), form,
                                 request.headers.get("x-twilio-signature"))
     try:
-        await container.verifications.confirm_keypad(verification_id=verification_id,
-                                                     digits=digits)
+        await verifications.confirm_keypad(verification_id=verification_id, digits=digits)
         said = "확인되었습니다."
     except DomainError:  # the call only says it failed; the bank sees the status
         said = "확인에 실패했습니다."

@@ -10,12 +10,18 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from app.deps import ContainerDep, SignClient
+from app.deps import ClockDep, SignClient, SigningDep
 from app.domain.errors import InvalidInput
-from app.pki.signing import Mechanism, Padding
 from app.routers.problem_catalog import responses_for
 from app.routers.schemas import CertificatePublic
-from app.services.signing import MAX_BATCH, Payload, SignatureFormat, SignOptions
+from app.services.signing import (
+    MAX_BATCH,
+    Mechanism,
+    Padding,
+    Payload,
+    SignatureFormat,
+    SignOptions,
+)
 
 router = APIRouter(prefix="/v1/certificates", tags=["signatures"])
 
@@ -107,15 +113,15 @@ def _payloads(body: SignatureCreate) -> tuple[list[Payload], bool]:
                 f"`items` signs up to {MAX_BATCH} data items or digests under one PIN check.",
     responses=responses_for("create_signature"))
 async def create_signature(certificate_id: str, body: SignatureCreate, principal: SignClient,
-                           container: ContainerDep) -> JSONResponse:
+                           signing: SigningDep, clock: ClockDep) -> JSONResponse:
     payloads, batch = _payloads(body)
-    signed = await container.signing.sign(
+    signed = await signing.sign(
         client_id=principal.client_id, certificate_id=certificate_id, pin=body.pin,
         payloads=payloads,
         options=SignOptions(format=SignatureFormat(body.format),
                             mechanism=Mechanism(body.digest_algorithm, Padding(body.padding)),
                             detached=body.detached, include_r=body.include_r))
-    now = container.clock.now()
+    now = clock.now()
     encoded = [base64.b64encode(s).decode() for s in signed.signatures]
     reply = SignaturePublic(
         signature=None if batch else encoded[0], signatures=encoded if batch else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.deps import ContainerDep, IssueClient
+from app.deps import ClockDep, IssueClient, VerificationsDep
 from app.domain.errors import DependencyUnavailable
 from app.domain.verification import Channel, Purpose, Verification
 from app.routers.problem_catalog import responses_for
@@ -13,11 +13,11 @@ from app.routers.schemas import VerificationConfirm, VerificationCreate, Verific
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
 
 
-def _public(verification: Verification, container: ContainerDep,
-            display_code: str | None = None) -> VerificationPublic:
+def public_verification(verification: Verification, clock: ClockDep,
+                        display_code: str | None = None) -> VerificationPublic:
     return VerificationPublic(
         id=verification.id, channel=verification.channel.value,
-        status=verification.status_at(container.clock.now()).value,
+        status=verification.status_at(clock.now()).value,
         purpose=verification.purpose.value if verification.purpose else None,
         expires_at=verification.expires_at, display_code=display_code)
 
@@ -26,10 +26,11 @@ def _public(verification: Verification, container: ContainerDep,
              operation_id="start_verification", summary="Start a phone verification",
              responses=responses_for("start_verification"))
 async def start_verification(body: VerificationCreate, principal: IssueClient,
-                             container: ContainerDep, request: Request) -> VerificationPublic:
+                             verifications: VerificationsDep, clock: ClockDep,
+                             request: Request) -> VerificationPublic:
     provider_up = request.app.state.metrics.provider_up
     try:
-        started = await container.verifications.start(
+        started = await verifications.start(
             client_id=principal.client_id, phone=body.phone, channel=Channel(body.channel),
             purpose=Purpose(body.purpose) if body.purpose else None)
     except DependencyUnavailable as exc:
@@ -37,17 +38,18 @@ async def start_verification(body: VerificationCreate, principal: IssueClient,
             provider_up.set(0)
         raise
     provider_up.set(1)
-    return _public(started.verification, container, started.display_code)
+    return public_verification(started.verification, clock, started.display_code)
 
 
 @router.get("/{verification_id}", response_model=VerificationPublic,
             operation_id="get_verification", summary="Read a verification (poll ARS calls)",
             responses=responses_for("get_verification"))
 async def get_verification(verification_id: str, principal: IssueClient,
-                           container: ContainerDep) -> VerificationPublic:
-    verification = await container.verifications.get(client_id=principal.client_id,
+                           verifications: VerificationsDep, clock: ClockDep
+                           ) -> VerificationPublic:
+    verification = await verifications.get(client_id=principal.client_id,
                                                      verification_id=verification_id)
-    return _public(verification, container)
+    return public_verification(verification, clock)
 
 
 @router.post("/{verification_id}/confirm", response_model=VerificationPublic,
@@ -55,7 +57,8 @@ async def get_verification(verification_id: str, principal: IssueClient,
              responses=responses_for("confirm_verification"))
 async def confirm_verification(verification_id: str, body: VerificationConfirm,
                                principal: IssueClient,
-                               container: ContainerDep) -> VerificationPublic:
-    verification = await container.verifications.confirm_sms(
+                               verifications: VerificationsDep, clock: ClockDep
+                           ) -> VerificationPublic:
+    verification = await verifications.confirm_sms(
         client_id=principal.client_id, verification_id=verification_id, code=body.code)
-    return _public(verification, container)
+    return public_verification(verification, clock)

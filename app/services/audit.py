@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from app.domain.ports import AuditAppender, UnitOfWorkFactory
+from app.domain.records import AuditRow
+from app.domain.repositories import AuditLog
 from app.services.secrets import LEGACY_AUDIT_KEY_ID, AuditKeys, ChainKey
-from app.storage.ops_tables import audit_events, audit_head
 
 GENESIS = "0" * 64
 # Called with (action, result) for every appended event; the app's metrics register here in
@@ -29,20 +28,6 @@ GENESIS = "0" * 64
 event_listeners: list[Callable[[str, str], None]] = []
 _FORBIDDEN_DETAIL_WORDS = frozenset({"pin", "code", "rrn", "secret", "password", "key",
                                      "digits", "otp"})
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    seq: int
-    occurred_at: datetime
-    client_id: str | None
-    action: str
-    certificate_id: str | None
-    result: str
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
-    key_id: str = LEGACY_AUDIT_KEY_ID
 
 
 def event_message(key_id: str, prev_hash: str, seq: int, occurred_at: datetime,
@@ -73,7 +58,7 @@ def _keys(keys: AuditKeys | bytes) -> AuditKeys:
     return keys
 
 
-async def append(conn: AsyncConnection, keys: AuditKeys | bytes, *, now: datetime, action: str,
+async def append(log: AuditLog, keys: AuditKeys | bytes, *, now: datetime, action: str,
                  result: str = "ok", client_id: str | None = None,
                  certificate_id: str | None = None, **details: Any) -> None:
     """Append one event inside the caller's transaction. It locks the chain head until the
@@ -82,43 +67,65 @@ async def append(conn: AsyncConnection, keys: AuditKeys | bytes, *, now: datetim
            if not name.endswith("_id") and set(name.lower().split("_")) & _FORBIDDEN_DETAIL_WORDS]
     if bad:
         raise ValueError(f"audit details must not carry secrets: {bad}")
-    head = (await conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-        .with_for_update())).one()
-    seq = int(head.seq) + 1
+    head_seq, head_hash = await log.head(for_update=True)
+    seq = head_seq + 1
     encoded = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                          default=str)
     key = _keys(keys).current
-    digest = (await key.macs([event_message(key.key_id, head.hash, seq, now, client_id, action,
+    digest = (await key.macs([event_message(key.key_id, head_hash, seq, now, client_id, action,
                                             certificate_id, result, encoded)]))[0]
-    await conn.execute(insert(audit_events).values(
-        seq=seq, occurred_at=now, client_id=client_id, action=action,
-        certificate_id=certificate_id, result=result, details=encoded, prev_hash=head.hash,
-        hash=digest, key_id=key.key_id))
-    await conn.execute(update(audit_head).where(audit_head.c.id == 1)
-                       .values(seq=seq, hash=digest))
+    await log.add(AuditRow(seq, now, client_id, action, certificate_id, result, encoded,
+                           head_hash, digest, key.key_id))
     for listener in event_listeners:
         listener(action, result)
 
 
-async def page(conn: AsyncConnection, *, after: int, limit: int) -> list[AuditEvent]:
-    rows = (await conn.execute(select(audit_events).where(audit_events.c.seq > after)
-                               .order_by(audit_events.c.seq).limit(limit))).all()
-    return [AuditEvent(row.seq, row.occurred_at, row.client_id, row.action, row.certificate_id,
-                       row.result, json.loads(row.details), row.prev_hash, row.hash, row.key_id)
-            for row in rows]
+class BoundAudit:
+    """The audit trail bound to one unit of work's log: what ``uow.audit`` is."""
+
+    def __init__(self, log: AuditLog, keys: AuditKeys | bytes) -> None:
+        self.log, self.keys = log, keys
+
+    async def __call__(self, *, now: datetime, action: str, result: str = "ok",
+                       client_id: str | None = None, certificate_id: str | None = None,
+                       **details: Any) -> None:
+        await append(self.log, self.keys, now=now, action=action, result=result,
+                     client_id=client_id, certificate_id=certificate_id, **details)
 
 
-async def seal_legacy_rows(conn: AsyncConnection, keys: AuditKeys, now: datetime) -> bool:
+def binder(keys: AuditKeys | bytes) -> Callable[[AuditLog], AuditAppender]:
+    """What the wiring hands the unit of work, to bind the trail to each transaction."""
+    return lambda log: BoundAudit(log, keys)
+
+
+class AuditService:
+    """Reading the trail (the API's pages) and sealing rows under an older key."""
+
+    def __init__(self, uow: UnitOfWorkFactory, keys: AuditKeys) -> None:
+        self.uow, self.keys = uow, keys
+
+    async def page(self, *, after: int, limit: int) -> list[dict[str, Any]]:
+        """Events after ``after``, in order, as the API shows them (details parsed)."""
+        async with self.uow(write=False) as uow:
+            rows = await uow.audit_log.rows_after(after, limit)
+        return [{**vars(row), "details": json.loads(row.details)} for row in rows]
+
+    async def seal_legacy_rows(self, now: datetime) -> bool:
+        async with self.uow() as uow:
+            sealed = await seal_legacy_rows(uow.audit_log, self.keys, now)
+            await uow.commit()
+        return sealed
+
+
+async def seal_legacy_rows(log: AuditLog, keys: AuditKeys, now: datetime) -> bool:
     """If the chain ends with a row under an older key (legacy, or the environment's before
     the token's), append one under the current key: it seals the rows before, and from then
     on a chain ending under an older key is a rewrite."""
-    head = (await conn.execute(select(audit_head.c.seq).where(audit_head.c.id == 1))).one()
-    last = (await conn.execute(select(audit_events.c.key_id)
-                               .where(audit_events.c.seq == head.seq))).scalar_one_or_none()
+    head_seq, _hash = await log.head()
+    last = await log.key_id_of(head_seq)
     if last is None or last == keys.current.key_id:
         return False
-    await append(conn, keys, now=now, action="audit_chain_sealed", previous=last)
+    await append(log, keys, now=now, action="audit_chain_sealed", previous=last)
     return True
 
 
@@ -132,7 +139,7 @@ class ChainReport:
         return not self.problems
 
 
-async def _recompute(rows: list[Any], keys: AuditKeys) -> list[str | None]:
+async def _recompute(rows: list[AuditRow], keys: AuditKeys) -> list[str | None]:
     """Each row's expected hash under the key its row names (None: a key not held)."""
     by_key: dict[str, list[int]] = {}
     for index, row in enumerate(rows):
@@ -150,7 +157,7 @@ async def _recompute(rows: list[Any], keys: AuditKeys) -> list[str | None]:
     return out
 
 
-async def verify_chain(conn: AsyncConnection, keys: AuditKeys | bytes, batch: int = 1000
+async def verify_chain(log: AuditLog, keys: AuditKeys | bytes, batch: int = 1000
                        ) -> ChainReport:
     """Walk the chain in order: each row's hash must match its content and its predecessor
     under the key it names, sequence numbers must have no gap, legacy rows must be a prefix
@@ -159,7 +166,7 @@ async def verify_chain(conn: AsyncConnection, keys: AuditKeys | bytes, batch: in
     problems: list[str] = []
     previous_hash, expected_seq, checked = GENESIS, 1, 0
     newest_rank, last_key = 0, None
-    async for rows in _batches(conn, batch):
+    async for rows in _batches(log, batch):
         for row, recomputed in zip(rows, await _recompute(rows, keys), strict=True):
             if row.seq != expected_seq:
                 problems.append(f"row {expected_seq} is missing (found {row.seq} next)")
@@ -182,19 +189,31 @@ async def verify_chain(conn: AsyncConnection, keys: AuditKeys | bytes, batch: in
                         "row under the chain's own key seals: its later rows were removed and "
                         "the rest re-chained (or the service has not started since the "
                         "upgrade)")
-    head = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).one()
-    if head.seq != expected_seq - 1 or head.hash != previous_hash:
+    head_seq, head_hash = await log.head()
+    if head_seq != expected_seq - 1 or head_hash != previous_hash:
         problems.append(f"the chain ends at row {expected_seq - 1} but its head names row "
-                        f"{head.seq}: rows were removed from the end")
+                        f"{head_seq}: rows were removed from the end")
     return ChainReport(checked, problems)
 
 
-async def _batches(conn: AsyncConnection, size: int) -> AsyncIterator[list[Any]]:
+async def _batches(log: AuditLog, size: int) -> AsyncIterator[list[AuditRow]]:
     after = 0
     while True:
-        rows = (await conn.execute(select(audit_events).where(audit_events.c.seq > after)
-                                   .order_by(audit_events.c.seq).limit(size))).all()
+        rows = await log.rows_after(after, size)
         if not rows:
             return
-        yield list(rows)
+        yield rows
         after = rows[-1].seq
+
+
+class _NoAudit:
+    def __init__(self, _log: AuditLog) -> None:
+        pass
+
+    async def __call__(self, *, now: datetime, action: str, **_fields: Any) -> None:
+        raise RuntimeError(f"this wiring has no audit chain key; cannot audit {action!r}")
+
+
+def refusing_binder() -> Callable[[AuditLog], AuditAppender]:
+    """For a wiring that never audits (status-only commands): appending fails loudly."""
+    return _NoAudit

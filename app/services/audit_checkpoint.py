@@ -19,11 +19,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.repositories import AuditLog
 from app.pki.ca import CertificateAuthority
-from app.storage.ops_tables import audit_events, audit_head
 
 PURPOSE = "certcloud-audit-checkpoint"  # a signature over this is no certificate, CRL or OCSP
 _FIELDS = ("seq", "hash", "time", "signer")
@@ -46,10 +44,8 @@ def _hash_for(key: Any) -> hashes.HashAlgorithm:
     return hashes.SHA384() if isinstance(key, ec.EllipticCurvePublicKey) else hashes.SHA256()
 
 
-async def head(conn: AsyncConnection) -> tuple[int, str]:
-    row = (await conn.execute(select(audit_head.c.seq, audit_head.c.hash)
-                              .where(audit_head.c.id == 1))).one()
-    return int(row.seq), str(row.hash)
+async def head(log: AuditLog) -> tuple[int, str]:
+    return await log.head()
 
 
 def sign_checkpoint(ca: CertificateAuthority, seq: int, head_hash: str, now: datetime
@@ -104,12 +100,11 @@ def check_signature(checkpoint: Any, certificate: x509.Certificate) -> tuple[int
     return seq, head_hash
 
 
-async def chain_problems(conn: AsyncConnection, seq: int, head_hash: str) -> list[str]:
+async def chain_problems(log: AuditLog, seq: int, head_hash: str) -> list[str]:
     """What the database says against a (verified) checkpoint."""
     if seq == 0:
         return []
-    stored = (await conn.execute(select(audit_events.c.hash)
-                                 .where(audit_events.c.seq == seq))).scalar_one_or_none()
+    stored = await log.hash_of(seq)
     if stored is None:
         return [f"row {seq} of the checkpoint is missing: the chain was cut"]
     if stored != head_hash:

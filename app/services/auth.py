@@ -14,14 +14,11 @@ from typing import Any
 from jose import JWTError, jwt
 
 from app.domain.errors import DomainError, InvalidInput, NotFound, RateLimited, Unauthenticated
-from app.domain.ports import Clock
-from app.services import audit
+from app.domain.ports import Clock, UnitOfWorkFactory
 from app.services.client_secrets import ClientSecretHasher, Verdict, derive_key
 from app.services.limits import Limit, RateLimiter
 from app.services.secrets import ServerSecrets
 from app.settings import LimitsSettings, OAuthSettings
-from app.storage.db import Database
-from app.storage.repository import Repository
 
 
 class Scope(enum.StrEnum):
@@ -90,9 +87,10 @@ def _numeric_date(claims: dict[str, Any], name: str) -> int:
 
 
 class AuthService:
-    def __init__(self, db: Database, secrets_: ServerSecrets, settings: OAuthSettings,
-                 clock: Clock, limiter: RateLimiter, limits: LimitsSettings) -> None:
-        self.db, self.secrets, self.settings, self.clock = db, secrets_, settings, clock
+    def __init__(self, uow: UnitOfWorkFactory, secrets_: ServerSecrets,
+                 settings: OAuthSettings, clock: Clock, limiter: RateLimiter,
+                 limits: LimitsSettings) -> None:
+        self.uow, self.secrets, self.settings, self.clock = uow, secrets_, settings, clock
         self._keys = {key.kid: key.secret for key in secrets_.token_keys}
         self.hasher = ClientSecretHasher(derive_key(secrets_.code_hmac_key))
         self.limiter = limiter
@@ -109,12 +107,13 @@ class AuthService:
         client_id = f"cc_{uuid.uuid4().hex[:20]}"
         secret = secrets.token_urlsafe(32)
         secret_hash = self.hasher.hash(secret)
-        async with self.db.transaction() as conn:
+        async with self.uow() as uow:
             now = self.clock.now()
-            await Repository(conn).add_client(client_id=client_id, name=name,
-                                              secret_hash=secret_hash, scopes=granted, now=now)
-            await audit.append(conn, self.secrets.audit_key, now=now, action="client_create",
-                               client_id=client_id, name=name, scopes=granted)
+            await uow.records.add_client(client_id=client_id, name=name,
+                                         secret_hash=secret_hash, scopes=granted, now=now)
+            await uow.audit(now=now, action="client_create", client_id=client_id, name=name,
+                            scopes=granted)
+            await uow.commit()
         return NewClient(client_id, secret, granted)
 
     async def rotate_secret(self, client_id: str) -> str:
@@ -122,30 +121,31 @@ class AuthService:
         (tokens already issued run to their expiry)."""
         secret = secrets.token_urlsafe(32)
         secret_hash = self.hasher.hash(secret)
-        async with self.db.transaction() as conn:
-            repo = Repository(conn)
-            row = await repo.get_client(client_id)
-            if row is None or not await repo.replace_client_secret_hash(
+        async with self.uow() as uow:
+            row = await uow.records.get_client(client_id)
+            if row is None or not await uow.records.replace_client_secret_hash(
                     client_id, row.secret_hash, secret_hash):
                 raise NotFound(f"no client {client_id!r}", code="client_not_found")
-            await audit.append(conn, self.secrets.audit_key, now=self.clock.now(),
-                               action="client_secret_rotate", client_id=client_id)
+            await uow.audit(now=self.clock.now(), action="client_secret_rotate",
+                            client_id=client_id)
+            await uow.commit()
         return secret
 
     async def list_clients(self) -> list[dict[str, Any]]:
-        async with self.db.transaction(write=False) as conn:
-            rows = await Repository(conn).list_clients()
+        async with self.uow(write=False) as uow:
+            rows = await uow.records.list_clients()
         return [{"client_id": row.id, "name": row.name, "scopes": row.scopes.split(),
                  "disabled": row.disabled, "created_at": row.created_at.isoformat()}
                 for row in rows]
 
     async def set_disabled(self, client_id: str, disabled: bool) -> None:
-        async with self.db.transaction() as conn:
-            if not await Repository(conn).set_client_disabled(client_id, disabled):
+        async with self.uow() as uow:
+            if not await uow.records.set_client_disabled(client_id, disabled):
                 raise NotFound(f"no client {client_id!r}", code="client_not_found")
-            await audit.append(conn, self.secrets.audit_key, now=self.clock.now(),
-                               action="client_disable" if disabled else "client_enable",
-                               client_id=client_id)
+            await uow.audit(now=self.clock.now(),
+                            action="client_disable" if disabled else "client_enable",
+                            client_id=client_id)
+            await uow.commit()
 
     async def issue_token(self, client_id: str, client_secret: str,
                           requested_scope: str | None, *, source: str) -> IssuedToken:
@@ -165,8 +165,8 @@ class AuthService:
         except RateLimited as exc:
             raise OAuthError("rate_limited", exc.detail, 429,
                              retry_after=int(exc.extra.get("retry_after", 1))) from None
-        async with self.db.transaction(write=False) as conn:
-            row = await Repository(conn).get_client(client_id)
+        async with self.uow(write=False) as uow:
+            row = await uow.records.get_client(client_id)
         stored = row.secret_hash if row is not None else None
         if stored is not None and self.hasher.is_legacy(stored):
             async with self._legacy_checks:
@@ -198,9 +198,10 @@ class AuthService:
         """A right secret under a legacy Argon2id hash: store the keyed hash instead. Best
         effort: if the write fails, the next success tries again."""
         try:
-            async with self.db.transaction() as conn:
-                await Repository(conn).replace_client_secret_hash(
+            async with self.uow() as uow:
+                await uow.records.replace_client_secret_hash(
                     client_id, legacy_hash, self.hasher.hash(client_secret))
+                await uow.commit()
         except DomainError as exc:
             log.warning("client secret hash not rewritten",
                         extra={"client_id": client_id, "problem_code": exc.code})
@@ -228,8 +229,8 @@ class AuthService:
         except (JWTError, KeyError, ValueError, TypeError):
             raise Unauthenticated("the access token is missing, invalid or expired",
                                   code="token_invalid") from None
-        async with self.db.transaction(write=False) as conn:
-            row = await Repository(conn).get_client(str(claims["sub"]))
+        async with self.uow(write=False) as uow:
+            row = await uow.records.get_client(str(claims["sub"]))
         if row is None or row.disabled:
             raise Unauthenticated("the client is disabled", code="client_disabled")
         return Principal(row.id, frozenset(str(claims.get("scope", "")).split()))

@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from app.domain.certificates import Certificate, CertificateStatus
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.identity import check_pin_format
-from app.domain.ports import Clock
+from app.domain.ports import Clock, UnitOfWorkFactory
+from app.domain.records import StoredSad
 from app.pki.signing import (
     Mechanism,
     SigningInputError,
@@ -53,8 +54,6 @@ from app.pki.signing import (
 from app.services.certificates import CertificateService
 from app.services.lookup import LookupService
 from app.services.signing import MAX_BATCH, SigningService
-from app.storage.csc_repository import SadRepository, StoredSad
-from app.storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +133,9 @@ def _binding(sad_id: str, credential_id: str, client_id: str) -> bytes:
 
 
 class CscService:
-    def __init__(self, db: Database, certificates: CertificateService, signing: SigningService,
-                 lookup: LookupService, clock: Clock) -> None:
-        self.db, self.certificates, self.signing, self.clock = db, certificates, signing, clock
+    def __init__(self, uow: UnitOfWorkFactory, certificates: CertificateService,
+                 signing: SigningService, lookup: LookupService, clock: Clock) -> None:
+        self.uow, self.certificates, self.signing, self.clock = uow, certificates, signing, clock
         self.lookup = lookup
 
     # --- credentials ---------------------------------------------------------------------
@@ -217,12 +216,12 @@ class CscService:
         sealed = nonce + _sad_cipher(sad).encrypt(
             nonce, plain, _binding(sad_id, certificate.id, client_id))
         canonical = json.dumps([base64.b64encode(d).decode() for d in digests])
-        async with self.db.transaction() as conn:
-            repo = SadRepository(conn)
-            await repo.purge(now - _PURGE_AFTER)
-            await repo.add(sad_id=sad_id, credential_id=certificate.id, client_id=client_id,
-                           hash_algorithm=hash_name, hashes=canonical, sealed=sealed, now=now,
-                           expires_at=now + SAD_LIFETIME)
+        async with self.uow() as uow:
+            await uow.sads.purge(now - _PURGE_AFTER)
+            await uow.sads.add(sad_id=sad_id, credential_id=certificate.id,
+                               client_id=client_id, hash_algorithm=hash_name, hashes=canonical,
+                               sealed=sealed, now=now, expires_at=now + SAD_LIFETIME)
+            await uow.commit()
         log.info("CSC authorization", extra={"certificate_id": certificate.id,
                                              "client_id": client_id, "count": len(digests)})
         return Authorization(sad, int(SAD_LIFETIME.total_seconds()))
@@ -246,8 +245,8 @@ class CscService:
         requested = decode_hashes(hashes_b64)
         now = self.clock.now()
         sad_id = _sad_id(sad)
-        async with self.db.transaction(write=False) as conn:
-            stored = await SadRepository(conn).get(sad_id)
+        async with self.uow(write=False) as uow:
+            stored = await uow.sads.get(sad_id)
         if stored is None or stored.client_id != client_id \
                 or stored.credential_id != credential_id:
             raise CscRequestError("Invalid parameter SAD", code="sad_invalid")
@@ -276,9 +275,10 @@ class CscService:
             raise Conflict(f"the credential is {self._state(credential)}",
                            code="credential_unusable")
 
-        async with self.db.transaction() as conn:
-            consumed = await SadRepository(conn).consume(
+        async with self.uow() as uow:
+            consumed = await uow.sads.consume(
                 sad_id, credential_id=credential_id, client_id=client_id, now=now)
+            await uow.commit()
         if not consumed:  # another replica used it in the meantime, or it just expired
             raise CscRequestError("Invalid parameter SAD", code="sad_invalid")
         signatures = self._open(stored, sad)

@@ -15,14 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.errors import DependencyUnavailable
-from app.domain.ports import KeyProtector
+from app.domain.ports import KeyProtector, UnitOfWork, UnitOfWorkFactory
 from app.pki import vid
-from app.storage.db import Database
-from app.storage.identity_tables import person_rrns, vid_randoms
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +45,8 @@ class PreparedVid:
 
 
 class IdentityBinding:
-    def __init__(self, db: Database, protector: KeyProtector) -> None:
-        self.db, self.protector = db, protector
+    def __init__(self, uow: UnitOfWorkFactory, protector: KeyProtector) -> None:
+        self.uow, self.protector = uow, protector
 
     async def prepare(self, *, certificate_id: str, person_id: str, name: str,
                       rrn_digits: str | None) -> PreparedVid:
@@ -71,46 +67,35 @@ class IdentityBinding:
         return PreparedVid(certificate_id, person_id, san, random_blob, rrn_blob)
 
     @staticmethod
-    async def store(conn: AsyncConnection, prepared: PreparedVid, now: datetime) -> None:
-        """In the activating transaction: the certificate's wrapped R, and the person's
-        wrapped RRN when this request brought it."""
+    async def store(uow: UnitOfWork, prepared: PreparedVid, now: datetime) -> None:
+        """In the activating unit of work (under the person's row lock): the certificate's
+        wrapped R, and the person's wrapped RRN when this request brought it."""
         if prepared.random_blob is not None:
             key_id, blob = prepared.random_blob
-            await conn.execute(insert(vid_randoms).values(
-                certificate_id=prepared.certificate_id, master_key_id=key_id, wrapped=blob,
-                created_at=now))
+            await uow.identity.add_vid_random(prepared.certificate_id, master_key_id=key_id,
+                                              wrapped=blob, now=now)
         if prepared.rrn_blob is not None:
             key_id, blob = prepared.rrn_blob
-            done = await conn.execute(update(person_rrns).where(
-                person_rrns.c.person_id == prepared.person_id).values(
-                master_key_id=key_id, wrapped=blob))
-            if not done.rowcount:
-                await conn.execute(insert(person_rrns).values(
-                    person_id=prepared.person_id, master_key_id=key_id, wrapped=blob,
-                    created_at=now))
+            await uow.identity.put_person_rrn(prepared.person_id, master_key_id=key_id,
+                                              wrapped=blob, now=now)
 
     async def random_of(self, certificate_id: str) -> bytes | None:
         """The certificate's R, or None for a certificate without a VID.
 
         :raises DependencyUnavailable: ``key_store_error``, the blob does not open.
         """
-        async with self.db.transaction(write=False) as conn:
-            row = (await conn.execute(select(vid_randoms.c.master_key_id, vid_randoms.c.wrapped)
-                                      .where(vid_randoms.c.certificate_id == certificate_id)
-                                      )).first()
-        if row is None:
+        async with self.uow(write=False) as uow:
+            stored = await uow.identity.vid_random(certificate_id)
+        if stored is None:
             return None
-        return await self._unwrap(row.master_key_id, row.wrapped,
-                                  random_binding(certificate_id))
+        return await self._unwrap(*stored, random_binding(certificate_id))
 
     async def rrn_of(self, person_id: str) -> str | None:
-        async with self.db.transaction(write=False) as conn:
-            row = (await conn.execute(select(person_rrns.c.master_key_id, person_rrns.c.wrapped)
-                                      .where(person_rrns.c.person_id == person_id))).first()
-        if row is None:
+        async with self.uow(write=False) as uow:
+            stored = await uow.identity.person_rrn(person_id)
+        if stored is None:
             return None
-        return (await self._unwrap(row.master_key_id, row.wrapped,
-                                   rrn_binding(person_id))).decode()
+        return (await self._unwrap(*stored, rrn_binding(person_id))).decode()
 
     async def _unwrap(self, key_id: str, blob: bytes, binding: bytes) -> bytes:
         try:

@@ -17,25 +17,25 @@ from cryptography.hazmat.primitives import serialization
 from app.domain.certificates import Certificate
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.identity import parse_rrn
-from app.domain.ports import Clock
+from app.domain.ports import Clock, UnitOfWorkFactory
+from app.domain.serials import serial_hex
 from app.pki import vid
 from app.pki.verify import load_certificate_pem
-from app.services import audit
 from app.services.identity_binding import IdentityBinding
 from app.services.limits import Limit, RateLimiter
 from app.services.secrets import ServerSecrets
 from app.services.signature_verification import CertificateRecords, normalize_serial
 from app.settings import LimitsSettings
-from app.storage.db import Database
 
 log = logging.getLogger(__name__)
 
 
 class IdentityCheckService:
-    def __init__(self, db: Database, records: CertificateRecords, binding: IdentityBinding,
+    def __init__(self, uow: UnitOfWorkFactory, records: CertificateRecords,
+                 binding: IdentityBinding,
                  secrets_: ServerSecrets, clock: Clock, limiter: RateLimiter,
                  limits: LimitsSettings | None = None) -> None:
-        self.db, self.records, self.binding = db, records, binding
+        self.uow, self.records, self.binding = uow, records, binding
         self.secrets, self.clock, self.limiter = secrets_, clock, limiter
         limits = limits or LimitsSettings()
         self.per_client = Limit("identity_checks_per_client",
@@ -55,7 +55,7 @@ class IdentityCheckService:
             raise InvalidInput("give serial or certificate_pem", code="certificate_required")
         given = None if certificate_pem is None else load_certificate_pem(certificate_pem)
         wanted = (normalize_serial(serial) if serial is not None
-                  else format(given.serial_number, "x") if given is not None else "")
+                  else serial_hex(given.serial_number) if given is not None else "")
         await self.limiter.hit(self.per_client, client_id, now)
         record = await self.records.by_serial(wanted)
         if record is None or (given is not None and record.certificate_der != given.public_bytes(
@@ -63,10 +63,10 @@ class IdentityCheckService:
             raise NotFound("no such certificate", code="certificate_not_found")
         match = await self._matches(record, digits)
         subject_hmac = await self.secrets.rrn_lookup_hmac(digits)
-        async with self.db.transaction() as conn:
-            await audit.append(conn, self.secrets.audit_key, now=now, action="identity_check",
-                               client_id=client_id, certificate_id=record.id,
-                               subject_hmac=subject_hmac, match=match)
+        async with self.uow() as uow:
+            await uow.audit(now=now, action="identity_check", client_id=client_id,
+                            certificate_id=record.id, subject_hmac=subject_hmac, match=match)
+            await uow.commit()
         log.info("identity checked", extra={"client_id": client_id,
                                             "certificate_id": record.id})
         return match

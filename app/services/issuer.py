@@ -10,18 +10,17 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from app.domain.serials import serial_hex
 from app.pki.ca import CertificateAuthority, Profile, issue_end_entity, subject_for
 from app.pki.keys import KeyAlgorithm, UserPrivateKey, generate_user_key
+
+__all__ = ["Issuer", "SignedCertificate", "serial_hex"]  # serial_hex: app.domain.serials
 
 
 @dataclass(frozen=True)
 class SignedCertificate:
     serial: str
     der: bytes
-
-
-def serial_hex(serial: int) -> str:
-    return format(serial, "x")
 
 
 class Issuer:

@@ -12,21 +12,18 @@ import logging
 
 from app.domain.certificates import Certificate
 from app.domain.identity import parse_rrn
-from app.domain.ports import Clock
-from app.services import audit
+from app.domain.ports import Clock, UnitOfWorkFactory
 from app.services.limits import Limit, RateLimiter
 from app.services.secrets import ServerSecrets
 from app.settings import LimitsSettings
-from app.storage.db import Database
-from app.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
 
 class LookupService:
-    def __init__(self, db: Database, secrets_: ServerSecrets, clock: Clock,
+    def __init__(self, uow: UnitOfWorkFactory, secrets_: ServerSecrets, clock: Clock,
                  limiter: RateLimiter, limits: LimitsSettings | None = None) -> None:
-        self.db, self.secrets, self.clock, self.limiter = db, secrets_, clock, limiter
+        self.uow, self.secrets, self.clock, self.limiter = uow, secrets_, clock, limiter
         limits = limits or LimitsSettings()
         self.per_client = Limit("lookups_per_client", limits.lookups_per_client_per_minute, 60)
 
@@ -42,13 +39,13 @@ class LookupService:
         # Counted on a connection of its own, before the transaction below takes one.
         await self.limiter.hit(self.per_client, client_id, now)
         subject_hmac = await self.secrets.rrn_lookup_hmac(digits)
-        async with self.db.transaction() as conn:
-            repo = Repository(conn)
-            person = await repo.person_by_rrn_hmac(subject_hmac)
-            found = [] if person is None else await repo.certificates_of_person(person.id)
-            await audit.append(conn, self.secrets.audit_key, now=now, action="lookup",
-                               client_id=client_id, via=via, subject_hmac=subject_hmac,
-                               found=person is not None, count=len(found))
+        async with self.uow() as uow:
+            person = await uow.records.person_by_rrn_hmac(subject_hmac)
+            found = [] if person is None else await uow.records.certificates_of_person(person.id)
+            await uow.audit(now=now, action="lookup", client_id=client_id, via=via,
+                            subject_hmac=subject_hmac, found=person is not None,
+                            count=len(found))
+            await uow.commit()
         log.info("certificates looked up", extra={"client_id": client_id, "via": via,
                                                   "count": len(found)})
         return found

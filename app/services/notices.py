@@ -15,16 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from app.domain.contact import contact_on_record
 from app.domain.errors import DomainError, InvalidInput
 from app.domain.notices import NoticeKind, notice_text
-from app.domain.ports import Clock, Notifier
-from app.services import audit
+from app.domain.ports import Clock, Notifier, UnitOfWork, UnitOfWorkFactory
+from app.domain.records import OutboxNotice
 from app.services.secrets import ServerSecrets
-from app.storage.db import Database
-from app.storage.notice_outbox import NoticeOutbox, OutboxNotice
-from app.storage.repository import Repository, contact_on_record
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +53,26 @@ class ContactUpdate:
 
 
 class Notices:
-    def __init__(self, db: Database, notifier: Notifier, secrets_: ServerSecrets,
+    def __init__(self, uow: UnitOfWorkFactory, notifier: Notifier, secrets_: ServerSecrets,
                  clock: Clock) -> None:
-        self.db, self.notifier, self.secrets, self.clock = db, notifier, secrets_, clock
+        self.uow, self.notifier, self.secrets, self.clock = uow, notifier, secrets_, clock
 
-    async def enqueue(self, conn: AsyncConnection, kind: NoticeKind, *, client_id: str | None,
+    async def enqueue(self, uow: UnitOfWork, kind: NoticeKind, *, client_id: str | None,
                       phone: str, now: datetime, replaced: ReplacedPhone | None = None
                       ) -> list[OutboxNotice]:
         """Inside the change's transaction: a notice to ``phone`` (the phone on record after
         the change) and, when the change replaced it, to the ``replaced`` phone too."""
-        client = await Repository(conn).get_client(client_id) if client_id else None
+        client = await uow.records.get_client(client_id) if client_id else None
         bank = client.name if client is not None else "Certcloud"
         texts = {phone: notice_text(kind, bank=bank, at=now)}
         if replaced is not None and replaced.phone != phone:
             texts = {replaced.phone: notice_text(kind, bank=bank, at=now, phone_replaced=True,
                                                  may_take_back=replaced.may_take_back),
                      **texts}
-        outbox, queued = NoticeOutbox(conn), []
+        queued = []
         for recipient, text in texts.items():
             notice = OutboxNotice(str(uuid.uuid4()), recipient, text)
-            await outbox.add(notice, kind=kind.value, client_id=client_id, now=now,
+            await uow.outbox.add(notice, kind=kind.value, client_id=client_id, now=now,
                              claimed_until=now + CLAIM)
             queued.append(notice)
         return queued
@@ -90,13 +86,15 @@ class Notices:
         """Notices that failed or whose sender died: claim each, send it. Returns how many
         went out."""
         now = self.clock.now()
-        async with self.db.transaction() as conn:
-            await NoticeOutbox(conn).purge_sent(now - KEEP_SENT)
-            due = await NoticeOutbox(conn).due(now, max_attempts=MAX_ATTEMPTS, limit=_BATCH)
+        async with self.uow() as uow:
+            await uow.outbox.purge_sent(now - KEEP_SENT)
+            due = await uow.outbox.due(now, max_attempts=MAX_ATTEMPTS, limit=_BATCH)
+            await uow.commit()
         sent = 0
         for notice_id in due:
-            async with self.db.transaction() as conn:
-                notice = await NoticeOutbox(conn).claim(notice_id, now, now + CLAIM)
+            async with self.uow() as uow:
+                notice = await uow.outbox.claim(notice_id, now, now + CLAIM)
+                await uow.commit()
             if notice is not None:
                 sent += await self._send(notice)
         return sent
@@ -131,25 +129,25 @@ class Notices:
                         "notice not delivered; it will be tried again",
                         extra={"notice_id": notice.id, "cause": cause})
         try:
-            async with self.db.transaction() as conn:
-                outbox = NoticeOutbox(conn)
+            async with self.uow() as uow:
                 if final:
-                    await outbox.settle(notice.id, sent_at=None, retry_at=None,
-                                        attempts=MAX_ATTEMPTS)
+                    await uow.outbox.settle(notice.id, sent_at=None, retry_at=None,
+                                            attempts=MAX_ATTEMPTS)
                 else:
-                    await outbox.settle(notice.id, sent_at=now if sent else None,
-                                        retry_at=None if sent else now + RETRY_AFTER)
+                    await uow.outbox.settle(notice.id, sent_at=now if sent else None,
+                                            retry_at=None if sent else now + RETRY_AFTER)
+                await uow.commit()
         except DomainError as exc:  # the claim runs out; at worst the notice goes twice
             log.warning("notice outcome not stored", extra={"notice_id": notice.id,
                                                             "cause": exc.code})
         return sent
 
-    async def set_contact(self, conn: AsyncConnection, person_id: str, update: ContactUpdate,
+    async def set_contact(self, uow: UnitOfWork, person_id: str, update: ContactUpdate,
                           *, client_id: str, cause: str, now: datetime
                           ) -> ReplacedPhone | None:
         """Store the contact data (the person's row locked by the caller) and audit what
         changed, by HMACs only. Returns the phone this replaced on record, if any."""
-        repo = Repository(conn)
+        repo = uow.records
         person = await repo.get_person(person_id, for_update=True)
         assert person is not None
         before = contact_on_record(person)
@@ -166,9 +164,8 @@ class Notices:
                 changed[f"old_{field}_hmac"] = self.secrets.contact_hmac(field, old)
                 changed[f"new_{field}_hmac"] = self.secrets.contact_hmac(field, new)
         if changed:
-            await audit.append(conn, self.secrets.audit_key, now=now, action="contact_change",
-                               client_id=client_id, person_id=person_id, cause=cause,
-                               **changed)
+            await uow.audit(now=now, action="contact_change", client_id=client_id,
+                            person_id=person_id, cause=cause, **changed)
             log.info("contact on record changed", extra={"person_id": person_id,
                                                          "fields": sorted(changed)})
         if after.phone == before.phone:

@@ -8,18 +8,13 @@ from datetime import datetime
 
 from app.domain.certificates import Certificate, RevocationReason, revocation_update
 from app.domain.errors import InvalidInput, NotFound
-from app.domain.ports import Clock
-from app.services import audit
-from app.services.secrets import AuditKeys
-from app.services.status.recorder import RevocationRecorder
-from app.storage.certificate_query import find_certificate
-from app.storage.db import Database
-from app.storage.repository import Repository
+from app.domain.ports import Clock, RevocationRecorder, UnitOfWorkFactory
+from app.domain.repositories import Records
 
 log = logging.getLogger(__name__)
 
 
-async def store_revocation(repo: Repository, certificate_id: str, reason: RevocationReason,
+async def store_revocation(repo: Records, certificate_id: str, reason: RevocationReason,
                            now: datetime) -> RevocationReason | None:
     """Revoke the row, or update the reason of a revoked one where RFC 5280 allows it; the
     reason stored, or None when nothing changed."""
@@ -34,9 +29,9 @@ async def store_revocation(repo: Repository, certificate_id: str, reason: Revoca
 
 
 class OperatorRevocation:
-    def __init__(self, db: Database, revocations: RevocationRecorder, audit_key: AuditKeys | bytes,
+    def __init__(self, uow: UnitOfWorkFactory, revocations: RevocationRecorder,
                  clock: Clock) -> None:
-        self.db, self.revocations, self.audit_key, self.clock = db, revocations, audit_key, clock
+        self.uow, self.revocations, self.clock = uow, revocations, clock
 
     async def revoke(self, id_or_serial: str, reason: RevocationReason) -> Certificate:
         if reason is RevocationReason.CERTIFICATE_HOLD:
@@ -44,20 +39,23 @@ class OperatorRevocation:
                                code="reason_invalid")
         now = self.clock.now()
         published: int | None = None
-        async with self.db.transaction() as conn:
-            certificate = await find_certificate(conn, id_or_serial)
+        async with self.uow() as uow:
+            # By id, else by serial (lowercase hex, as the API prints it).
+            certificate = (await uow.records.get_certificate(id_or_serial)
+                           or await uow.records.get_certificate_by_serial(id_or_serial.lower()))
             if certificate is None:
                 raise NotFound(f"no certificate {id_or_serial}", code="certificate_not_found")
-            changed = await store_revocation(Repository(conn), certificate.id, reason, now)
+            changed = await store_revocation(uow.records, certificate.id, reason, now)
             if changed is not None:
-                published = await self.revocations.record(conn, certificate.id)
-                await audit.append(conn, self.audit_key, now=now, action="revoke",
-                                   client_id=None, certificate_id=certificate.id,
-                                   reason=changed.api_name, actor="operator")
+                published = await self.revocations.record(uow, certificate.id)
+                await uow.audit(now=now, action="revoke", client_id=None,
+                                certificate_id=certificate.id, reason=changed.api_name,
+                                actor="operator")
+            await uow.commit()
         await self.revocations.publish(published)
         log.info("certificate revoked by the operator",
                  extra={"certificate_id": certificate.id, "reason": reason.api_name})
-        async with self.db.transaction(write=False) as conn:
-            revoked = await Repository(conn).get_certificate(certificate.id)
+        async with self.uow(write=False) as uow:
+            revoked = await uow.records.get_certificate(certificate.id)
         assert revoked is not None
         return revoked

@@ -15,9 +15,10 @@ Rewrap is safe while the service runs and resumable after a crash:
   key id.
 * Resuming is simply running again: the rows still on an old key are the work left.
 
-Every table that holds wrapped blobs is a :class:`BlobStore` in :data:`BLOB_STORES`; rewrap,
-status and retire cover them all (status also counts, as unregistered, any other table with a
-``master_key_id`` column, so no key that a table left off the list still uses is retired).
+Every table that holds wrapped blobs is one store of the :class:`WrappedBlobs` the wiring
+passes in (app.bootstrap.wrapped_blobs); rewrap, status and retire cover them all (status also
+counts, as unregistered, any other table with a ``master_key_id`` column, so no key that a
+table left off the list still uses is retired).
 """
 
 from __future__ import annotations
@@ -28,26 +29,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, func, select, update
-
 from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound
-from app.domain.ports import KeyProtector
-from app.services import audit
-from app.services.custody import key_binding, responder_binding
-from app.services.identity_binding import random_binding, rrn_binding
-from app.services.secrets import AuditKeys
-from app.storage.db import Database
-from app.storage.identity_tables import person_rrns, vid_randoms
-from app.storage.keyring_file import MasterKeyInfo
-from app.storage.status_tables import ocsp_responders
-from app.storage.tables import certificates
+from app.domain.ports import KeyProtector, UnitOfWorkFactory, WrappedBlobs
+from app.domain.records import BlobMove, MasterKeyInfo
 
 log = logging.getLogger(__name__)
 
 
 class ManagedKeyProtector(KeyProtector, Protocol):
     """A key protector whose master keys can be listed, added and retired
-    (:class:`app.storage.keyring_file.KeyRingFile`, :class:`app.storage.pkcs11.Pkcs11Protector`)."""
+    (:class:`app.storage.keyring_protector.KeyRingFile`,
+    :class:`app.storage.pkcs11_protector.Pkcs11Protector`)."""
 
     async def reload(self) -> None: ...
 
@@ -56,31 +48,6 @@ class ManagedKeyProtector(KeyProtector, Protocol):
     async def add_key(self, now: datetime) -> str: ...
 
     async def retire_key(self, key_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class BlobStore:
-    """A table that holds wrapped blobs: its primary key, key id and blob columns, and the
-    associated data each blob was wrapped with (from the row's id)."""
-
-    name: str
-    table: Table
-    id_column: str
-    key_id_column: str
-    blob_column: str
-    binding: Callable[[str], bytes]
-
-
-BLOB_STORES: tuple[BlobStore, ...] = (
-    BlobStore("certificates.wrapped_key", certificates, "id", "master_key_id", "wrapped_key",
-              key_binding),
-    BlobStore("ocsp_responders.wrapped_key", ocsp_responders, "id", "master_key_id",
-              "wrapped_key", responder_binding),
-    BlobStore("vid_randoms.wrapped", vid_randoms, "certificate_id", "master_key_id",
-              "wrapped", random_binding),
-    BlobStore("person_rrns.wrapped", person_rrns, "person_id", "master_key_id", "wrapped",
-              rrn_binding),
-)
 
 
 @dataclass
@@ -168,44 +135,20 @@ class KeyRotation:
         has not yet seen the new key may still wrap with the old one until then.
     """
 
-    def __init__(self, db: Database, protector: ManagedKeyProtector, *,
-                 stores: Sequence[BlobStore] | None = None,
+    def __init__(self, blobs: WrappedBlobs, protector: ManagedKeyProtector, *,
                  retire_grace: timedelta = timedelta(seconds=60),
-                 audit_key: AuditKeys | bytes | None = None) -> None:
-        self.db, self.protector = db, protector
-        self.audit_key = audit_key
-        self.stores = list(stores if stores is not None else BLOB_STORES)
+                 uow: UnitOfWorkFactory | None = None) -> None:
+        """``uow``: to audit rotations and retirements in (None: not audited)."""
+        self.blobs, self.protector, self.uow = blobs, protector, uow
         self.retire_grace = retire_grace
 
     async def status(self) -> KeyStatus:
         """Counts cover the registered stores and, as a safety net for retiring, any other
         table with a ``master_key_id`` column (shown as ``<table>.master_key_id (unregistered)``:
-        rewrap cannot move those until a :class:`BlobStore` is registered for them)."""
+        rewrap cannot move those until a store is registered for them)."""
         await self.protector.reload()
         keys = await self.protector.list_keys()
-        counts: dict[str, dict[str, int]] = {}
-        async with self.db.transaction(write=False) as conn:
-            for name, table, key_column, blob_column in self._counted():
-                key_col = table.c[key_column]
-                query = select(key_col, func.count()).where(key_col.is_not(None))
-                if blob_column is not None:
-                    query = query.where(table.c[blob_column].is_not(None))
-                rows = (await conn.execute(query.group_by(key_col))).all()
-                counts[name] = {row[0]: int(row[1]) for row in rows}
-        return KeyStatus(keys, counts)
-
-    def _counted(self) -> list[tuple[str, Table, str, str | None]]:
-        from app.storage.schema import metadata
-
-        counted: list[tuple[str, Table, str, str | None]] = [
-            (store.name, store.table, store.key_id_column, store.blob_column)
-            for store in self.stores]
-        covered = {(store.table.name, store.key_id_column) for store in self.stores}
-        for table in metadata.sorted_tables:
-            if "master_key_id" in table.c and (table.name, "master_key_id") not in covered:
-                counted.append((f"{table.name}.master_key_id (unregistered)", table,
-                                "master_key_id", None))
-        return counted
+        return KeyStatus(keys, await self.blobs.counts())
 
     async def rotate(self, now: datetime) -> str:
         """Add a new master key; it wraps from now on (running services switch to it within
@@ -217,17 +160,7 @@ class KeyRotation:
 
     async def count_pending(self) -> int:
         await self.protector.reload()
-        target = self.protector.current_key_id()
-        total = 0
-        async with self.db.transaction(write=False) as conn:
-            for store in self.stores:
-                table = store.table
-                total += int((await conn.execute(
-                    select(func.count()).select_from(table).where(
-                        table.c[store.key_id_column].is_not(None),
-                        table.c[store.key_id_column] != target,
-                        table.c[store.blob_column].is_not(None)))).scalar_one())
-        return total
+        return await self.blobs.count_not_on(self.protector.current_key_id())
 
     async def rewrap(self, *, batch_size: int = 200, progress: Progress | None = None,
                      after_batch: AfterBatch | None = None) -> RewrapReport:
@@ -243,10 +176,10 @@ class KeyRotation:
             raise InvalidInput("batch_size must be between 1 and 10000")
         await self.protector.reload()
         report = RewrapReport(target=self.protector.current_key_id())
-        for store in self.stores:
+        for store in self.blobs.names:
             last_id = ""
             while True:
-                rows = await self._read_batch(store, report.target, last_id, batch_size)
+                rows = await self.blobs.batch_not_on(store, report.target, last_id, batch_size)
                 if not rows:
                     break
                 last_id = rows[-1][0]
@@ -254,7 +187,7 @@ class KeyRotation:
                 moved, skipped, failed = await self._write_batch(store, rows, rewrapped)
                 report.moved += moved
                 report.skipped += skipped
-                report.failed += [f"{store.name}:{row_id}" for row_id in failed]
+                report.failed += [f"{store}:{row_id}" for row_id in failed]
                 report.batches += 1
                 if progress is not None:
                     progress(len(rows))
@@ -267,22 +200,10 @@ class KeyRotation:
                                        "failed": len(report.failed)})
         return report
 
-    async def _read_batch(self, store: BlobStore, target: str, last_id: str,
-                          batch_size: int) -> list[tuple[str, str, bytes]]:
-        table = store.table
-        id_col = table.c[store.id_column]
-        key_col, blob_col = table.c[store.key_id_column], table.c[store.blob_column]
-        async with self.db.transaction(write=False) as conn:
-            rows = (await conn.execute(
-                select(id_col, key_col, blob_col)
-                .where(key_col.is_not(None), key_col != target, blob_col.is_not(None),
-                       id_col > last_id)
-                .order_by(id_col).limit(batch_size))).all()
-        return [(str(row[0]), str(row[1]), bytes(row[2])) for row in rows]
-
-    async def _rewrap_rows(self, store: BlobStore, rows: Sequence[tuple[str, str, bytes]]
+    async def _rewrap_rows(self, store: str, rows: Sequence[tuple[str, str, bytes]]
                            ) -> list[tuple[str, bytes] | ValueError]:
-        items = [(key_id, blob, store.binding(row_id)) for row_id, key_id, blob in rows]
+        items = [(key_id, blob, self.blobs.binding(store, row_id))
+                 for row_id, key_id, blob in rows]
         many = getattr(self.protector, "rewrap_many", None)
         if many is not None:
             results: list[tuple[str, bytes] | ValueError] = await many(items)
@@ -296,38 +217,23 @@ class KeyRotation:
                 out.append(exc)
         return out
 
-    async def _write_batch(self, store: BlobStore, rows: Sequence[tuple[str, str, bytes]],
+    async def _write_batch(self, store: str, rows: Sequence[tuple[str, str, bytes]],
                            rewrapped: Sequence[tuple[str, bytes] | ValueError]
                            ) -> tuple[int, int, list[str]]:
-        """One transaction: conditional updates (one executemany), then a read-back of the
-        batch to tell the rows moved from the rows someone changed meanwhile."""
-        table = store.table
-        id_col = table.c[store.id_column]
-        key_col, blob_col = table.c[store.key_id_column], table.c[store.blob_column]
+        """One transaction of conditional moves; returns (moved, skipped, failed ids)."""
         failed: list[str] = []
-        params: list[dict[str, Any]] = []
+        moves: list[BlobMove] = []
         for (row_id, old_key, old_blob), result in zip(rows, rewrapped, strict=True):
             if isinstance(result, ValueError):
                 failed.append(row_id)
                 log.warning("blob did not open; left as it is",
-                            extra={"store": store.name, "id": row_id, "key_id": old_key})
+                            extra={"store": store, "id": row_id, "key_id": old_key})
                 continue
-            params.append({"b_id": row_id, "b_old_key": old_key, "b_old_blob": old_blob,
-                           "b_new_key": result[0], "b_new_blob": result[1]})
-        if not params:
+            moves.append(BlobMove(row_id, old_key, old_blob, result[0], result[1]))
+        if not moves:
             return 0, 0, failed
-        statement = (update(table)
-                     .where(and_(id_col == bindparam("b_id"), key_col == bindparam("b_old_key"),
-                                 blob_col == bindparam("b_old_blob")))
-                     .values({store.key_id_column: bindparam("b_new_key"),
-                              store.blob_column: bindparam("b_new_blob")}))
-        async with self.db.transaction() as conn:
-            await conn.execute(statement, params)
-            now_stored = {str(row[0]): bytes(row[1]) for row in await conn.execute(
-                select(id_col, blob_col).where(id_col.in_([p["b_id"] for p in params])))}
-        moved = sum(1 for p in params if now_stored.get(p["b_id"]) == p["b_new_blob"])
-        return moved, len(params) - moved, failed
-
+        moved = await self.blobs.move(store, moves)
+        return moved, len(moves) - moved, failed
     async def retire(self, key_id: str, now: datetime) -> None:
         """Retire a master key: only when no blob names it, it is not the current key, and
         the newest key is older than the grace period.
@@ -347,7 +253,8 @@ class KeyRotation:
         await self._audit(now, "key_retire", master_key_id=key_id)
 
     async def _audit(self, now: datetime, action: str, **details: str) -> None:
-        if self.audit_key is None:
+        if self.uow is None:
             return
-        async with self.db.transaction() as conn:
-            await audit.append(conn, self.audit_key, now=now, action=action, **details)
+        async with self.uow() as uow:
+            await uow.audit(now=now, action=action, **details)
+            await uow.commit()

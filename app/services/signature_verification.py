@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from app.domain.certificates import Certificate, CertificateStatus
 from app.domain.errors import InvalidInput
 from app.domain.ports import Clock
+from app.domain.serials import parse_serial, serial_hex
 from app.domain.signature_validity import SignerRecord, status_at, status_reasons
 from app.pki import verify
 from app.pki.signing import HashName, SigningInputError, check_digest, digest
@@ -172,7 +173,7 @@ class SignatureVerificationService:
         if verify.issuer_among(signer, self.cas) is None:
             return _unknown([*reasons, "not_issued_here"], signer)
         if record is None:
-            record = await self.records.by_serial(format(signer.serial_number, "x"))
+            record = await self.records.by_serial(serial_hex(signer.serial_number))
         der = signer.public_bytes(serialization.Encoding.DER)
         if record is None or record.certificate_der != der:
             return _unknown([*reasons, "certificate_unknown"], signer)
@@ -197,11 +198,11 @@ def _unknown(reasons: list[str], signer: x509.Certificate | None = None) -> Veri
 
 
 def normalize_serial(serial: str) -> str:
-    """The serial as the records hold it (lower-case hex, no leading zeros).
+    """The serial as the records hold it (:func:`app.domain.serials.parse_serial`).
 
     :raises InvalidInput: ``serial_invalid``, not hex.
     """
-    try:
-        return format(int(serial, 16), "x")
-    except ValueError:
-        raise InvalidInput("serial is a hexadecimal number", code="serial_invalid") from None
+    parsed = parse_serial(serial)
+    if parsed is None:
+        raise InvalidInput("serial is a hexadecimal number", code="serial_invalid")
+    return parsed

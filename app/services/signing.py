@@ -1,6 +1,6 @@
 """The signing use case: check the PIN by opening the key, sign, drop the key.
 
-The holder's private key is unwrapped only here (through ``CertificateService.open_key`` or a
+The holder's private key is unwrapped only here (through ``PinGate.open_key`` or a
 renewal), used for the signatures of one request, and dropped before the reply goes out. Every
 input check (the PIN's format included) runs before the per-certificate signature limit is
 counted and the PIN is tried, so a malformed request neither signs anything nor costs the holder
@@ -21,7 +21,7 @@ from cryptography import x509
 from app.domain.certificates import Certificate, CertificateStatus
 from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, PinInvalid
 from app.domain.identity import check_pin_format
-from app.domain.ports import Clock
+from app.domain.ports import Clock, UnitOfWorkFactory
 from app.pki.cms import build_signed_data
 from app.pki.keys import UserPrivateKey
 from app.pki.signing import (
@@ -37,9 +37,8 @@ from app.pki.signing import (
 from app.services.certificates import CertificateService
 from app.services.identity_binding import IdentityBinding
 from app.services.limits import Limit, RateLimiter
+from app.services.pin_gate import PinGate
 from app.settings import LimitsSettings
-from app.storage.db import Database
-from app.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +108,12 @@ def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
 
 
 class SigningService:
-    def __init__(self, db: Database, certificates: CertificateService, clock: Clock,
-                 limiter: RateLimiter, limits: LimitsSettings | None = None, *,
+    def __init__(self, uow: UnitOfWorkFactory, certificates: CertificateService,
+                 pin_gate: PinGate, clock: Clock, limiter: RateLimiter,
+                 limits: LimitsSettings | None = None, *,
                  binding: IdentityBinding | None = None) -> None:
-        self.db, self.certificates, self.clock, self.limiter = db, certificates, clock, limiter
+        self.uow, self.certificates, self.pin_gate = uow, certificates, pin_gate
+        self.clock, self.limiter = clock, limiter
         self.binding = binding or certificates.binding
         limits = limits or LimitsSettings()
         self.per_certificate = Limit("signatures_per_certificate",
@@ -134,9 +135,9 @@ class SigningService:
         check_payloads(payloads, options)
         await self._check_key_type(certificate_id, options.mechanism)
         await self._count_signature(certificate_id)
-        certificate, key = await self.certificates.open_key(certificate_id, pin,
-                                                            client_id=client_id,
-                                                            audit_action="sign")
+        certificate, key = await self.pin_gate.open_key(certificate_id, pin,
+                                                        client_id=client_id,
+                                                        audit_action="sign")
         renewed: Certificate | None = None
         try:
             now = self.clock.now()
@@ -181,9 +182,9 @@ class SigningService:
             raise InvalidInput(str(exc), code="digest_length_invalid") from None
         await self._check_key_type(certificate_id, mechanism)
         await self._count_signature(certificate_id)
-        certificate, key = await self.certificates.open_key(certificate_id, pin,
-                                                            client_id=client_id,
-                                                            audit_action="sign")
+        certificate, key = await self.pin_gate.open_key(certificate_id, pin,
+                                                        client_id=client_id,
+                                                        audit_action="sign")
         try:
             signatures = await asyncio.to_thread(sign_digests, key, digests, mechanism)
         finally:
@@ -224,8 +225,8 @@ class SigningService:
             raise Conflict("the certificate is being renewed by a concurrent request; retry",
                            code="concurrent_change")
         try:
-            renewed, new_key = await self.certificates.open_key(successor.id, pin,
-                                                                client_id=client_id)
+            renewed, new_key = await self.pin_gate.open_key(successor.id, pin,
+                                                            client_id=client_id)
         except PinInvalid:  # a reissue under another PIN won the race, not a renewal
             raise Conflict("the certificate was replaced by a concurrent reissue",
                            code="certificate_superseded") from None
@@ -233,8 +234,8 @@ class SigningService:
 
     async def _active_successor(self, certificate: Certificate) -> Certificate | None:
         now = self.clock.now()
-        async with self.db.transaction(write=False) as conn:
-            mine = await Repository(conn).certificates_of_person(certificate.person_id)
+        async with self.uow(write=False) as uow:
+            mine = await uow.records.certificates_of_person(certificate.person_id)
         for candidate in mine:
             if (candidate.replaces_id == certificate.id
                     and candidate.status_at(now) is CertificateStatus.ACTIVE):

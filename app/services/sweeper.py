@@ -8,14 +8,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
-
-from app.domain.certificates import StoredState
 from app.domain.errors import DomainError
-from app.domain.ports import Clock
-from app.storage.db import Database
-from app.storage.ops_tables import idempotency_keys, rate_counters
-from app.storage.tables import certificates
+from app.domain.ports import Clock, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +27,24 @@ class SweepReport:
     rate_windows: int
 
 
-async def sweep(db: Database, now: datetime) -> SweepReport:
-    async with db.transaction() as conn:
-        pending = await conn.execute(delete(certificates).where(
-            certificates.c.state == StoredState.PENDING.value,
-            certificates.c.created_at < now - PENDING_TIMEOUT))
-        keys = await conn.execute(delete(idempotency_keys).where(
-            idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL))
-        windows = await conn.execute(delete(rate_counters).where(
-            rate_counters.c.window_start < int((now - RATE_WINDOW_TTL).timestamp())))
-    report = SweepReport(pending.rowcount, keys.rowcount, windows.rowcount)
+async def sweep(uow: UnitOfWorkFactory, now: datetime) -> SweepReport:
+    async with uow() as work:
+        report = SweepReport(
+            await work.leftovers.delete_pending_certificates(now - PENDING_TIMEOUT),
+            await work.leftovers.delete_idempotency_keys(now - IDEMPOTENCY_TTL),
+            await work.leftovers.delete_rate_windows(now - RATE_WINDOW_TTL))
+        await work.commit()
     if any(vars(report).values()):
         log.info("swept", extra=vars(report))
     return report
 
 
-async def run_periodically(db: Database, clock: Clock, interval_seconds: float) -> None:
+async def run_periodically(uow: UnitOfWorkFactory, clock: Clock,
+                           interval_seconds: float) -> None:
     """The lifespan's background task; every replica runs it, and the deletes are idempotent."""
     while True:
         await asyncio.sleep(interval_seconds)
         try:
-            await sweep(db, clock.now())
+            await sweep(uow, clock.now())
         except DomainError as exc:  # the database is down: try again next round
             log.warning("sweep skipped", extra={"cause": exc.code})

@@ -10,22 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
-from app.domain.ports import Clock, PhoneVerifier
+from app.domain.ports import Clock, PhoneVerifier, UnitOfWork, UnitOfWorkFactory
+from app.domain.records import CodeTry
 from app.domain.verification import (
     CODE_TTL,
     MAX_WRONG_CODES,
     Channel,
+    PreviousPhone,
     Purpose,
     Verification,
     VerificationStatus,
     normalize_phone,
 )
-from app.services import audit
 from app.services.limits import Limit, RateLimiter
 from app.services.secrets import ServerSecrets
 from app.settings import LimitsSettings
-from app.storage.db import Database
-from app.storage.repository import CodeTry, Repository
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,10 @@ def _may_exist(verification_id: str) -> bool:
 
 
 class VerificationService:
-    def __init__(self, db: Database, verifier: PhoneVerifier, secrets_: ServerSecrets,
-                 clock: Clock, limiter: RateLimiter,
+    def __init__(self, uow: UnitOfWorkFactory, verifier: PhoneVerifier,
+                 secrets_: ServerSecrets, clock: Clock, limiter: RateLimiter,
                  limits: LimitsSettings | None = None) -> None:
-        self.db, self.verifier, self.secrets, self.clock = db, verifier, secrets_, clock
+        self.uow, self.verifier, self.secrets, self.clock = uow, verifier, secrets_, clock
         self.limiter = limiter
         limits = limits or LimitsSettings()
         self.per_client = Limit("verifications_per_client",
@@ -75,13 +74,13 @@ class VerificationService:
         await self.limiter.hit(self.per_client, client_id, now)
         await self.limiter.hit(self.per_phone, verification.phone, now)
         code = new_code()
-        async with self.db.transaction() as conn:
-            await Repository(conn).add_verification(
+        async with self.uow() as uow:
+            await uow.records.add_verification(
                 verification, self.secrets.code_hash(verification.id, code))
-            await audit.append(conn, self.secrets.audit_key, now=now,
-                               action="verification_start", client_id=client_id,
-                               verification_id=verification.id, channel=channel.value,
-                               purpose=purpose.value if purpose else None)
+            await uow.audit(now=now, action="verification_start", client_id=client_id,
+                            verification_id=verification.id, channel=channel.value,
+                            purpose=purpose.value if purpose else None)
+            await uow.commit()
         try:
             if channel is Channel.SMS:
                 text = f"[Certcloud] 인증번호 {code} (3분 내 입력). 타인에게 알려주지 마세요."
@@ -92,12 +91,12 @@ class VerificationService:
                                                phone=verification.phone)
         except DependencyUnavailable:
             # Nothing was delivered: this verification can never be confirmed; start anew.
-            async with self.db.transaction() as conn:
-                await Repository(conn).fail_verification(verification.id)
-                await audit.append(conn, self.secrets.audit_key, now=now,
-                                   action="verification_start", result="failure",
-                                   client_id=client_id, verification_id=verification.id,
-                                   cause="provider_unavailable")
+            async with self.uow() as uow:
+                await uow.records.fail_verification(verification.id)
+                await uow.audit(now=now, action="verification_start", result="failure",
+                                client_id=client_id, verification_id=verification.id,
+                                cause="provider_unavailable")
+                await uow.commit()
             raise
         log.info("verification started", extra={"verification_id": verification.id,
                                                 "channel": channel.value, "client_id": client_id})
@@ -106,8 +105,8 @@ class VerificationService:
     async def get(self, *, client_id: str, verification_id: str) -> Verification:
         if not _may_exist(verification_id):
             raise NotFound("no such verification", code="verification_not_found")
-        async with self.db.transaction(write=False) as conn:
-            found = await Repository(conn).get_verification(verification_id)
+        async with self.uow(write=False) as uow:
+            found = await uow.records.get_verification(verification_id)
         if found is None or found[0].client_id != client_id:
             raise NotFound("no such verification", code="verification_not_found")
         return found[0]
@@ -136,8 +135,8 @@ class VerificationService:
         await self.limiter.check(self.wrong_codes, verification.phone, now)
         await self.limiter.check(self.wrong_codes_per_client, verification.client_id, now)
         wrong: int | None = None
-        async with self.db.transaction() as conn:
-            repo = Repository(conn)
+        async with self.uow() as uow:
+            repo = uow.records
             if await repo.take_code_try(verification_id, now, MAX_WRONG_CODES) \
                     is CodeTry.REFUSED:
                 current = await repo.get_verification(verification_id)
@@ -152,12 +151,11 @@ class VerificationService:
                 await repo.settle_right_code(verification_id, now)
             else:
                 wrong = await repo.settle_wrong_code(verification_id, MAX_WRONG_CODES)
-            await audit.append(conn, self.secrets.audit_key, now=now,
-                               action="verification_confirm",
-                               result="ok" if verified else "failure",
-                               client_id=verification.client_id,
-                               verification_id=verification_id,
-                               wrong_tries=wrong)
+            await uow.audit(now=now, action="verification_confirm",
+                            result="ok" if verified else "failure",
+                            client_id=verification.client_id, verification_id=verification_id,
+                            wrong_tries=wrong)
+            await uow.commit()
         if wrong is not None:
             await self.limiter.hit(self.wrong_codes, verification.phone, now)
             await self.limiter.hit(self.wrong_codes_per_client, verification.client_id, now)
@@ -175,8 +173,8 @@ class VerificationService:
         :raises NotFound: unknown, or another bank's.
         :raises Conflict: no longer pending, expired, or of the other channel.
         """
-        async with self.db.transaction(write=False) as conn:
-            found = await Repository(conn).get_verification(verification_id)
+        async with self.uow(write=False) as uow:
+            found = await uow.records.get_verification(verification_id)
         if found is None or (client_id is not None and found[0].client_id != client_id):
             raise NotFound("no such verification", code="verification_not_found")
         verification = found[0]
@@ -187,7 +185,34 @@ class VerificationService:
         return verification
 
     async def _reload(self, verification_id: str) -> Verification:
-        async with self.db.transaction(write=False) as conn:
-            found = await Repository(conn).get_verification(verification_id)
+        async with self.uow(write=False) as uow:
+            found = await uow.records.get_verification(verification_id)
         assert found is not None
         return found[0]
+
+    # --- using a verification up (issue, reissue, unlock, revoke) ------------------------
+
+    async def precheck(self, verification_id: str, *, client_id: str, phone: str,
+                       purpose: Purpose, previous: PreviousPhone | None = None) -> None:
+        """Fail fast, before key generation, on a verification that cannot count."""
+        async with self.uow(write=False) as uow:
+            found = await uow.records.get_verification(verification_id)
+        if found is None:
+            raise NotFound("no such verification", code="verification_not_found")
+        found[0].check_usable(self.clock.now(), client_id=client_id, phone=phone,
+                              purpose=purpose, previous=previous)
+
+
+async def consume(uow: UnitOfWork, verification_id: str, *, client_id: str, phone: str,
+                  purpose: Purpose, now: datetime, previous: PreviousPhone | None = None
+                  ) -> str:
+    """Use the verification up, inside the caller's unit of work (the change it proves
+    commits with it, or neither does); returns the phone it was made with."""
+    found = await uow.records.get_verification(verification_id)
+    if found is None:
+        raise NotFound("no such verification", code="verification_not_found")
+    found[0].check_usable(now, client_id=client_id, phone=phone, purpose=purpose,
+                          previous=previous)
+    if not await uow.records.consume_verification(verification_id, now):
+        raise Conflict("verification is used", code="verification_used")
+    return found[0].phone

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.records import StoredSad
 from app.storage.csc_tables import csc_sads
-
-
-@dataclass(frozen=True)
-class StoredSad:
-    id: str
-    credential_id: str
-    client_id: str
-    hash_algorithm: str
-    hashes: str
-    sealed: bytes | None
-    expires_at: datetime
-    used_at: datetime | None
 
 
 class SadRepository:

@@ -148,13 +148,19 @@ class Database:
             await asyncio.shield(conn.close())
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+    async def connection(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A connection whose errors leave as domain errors; a writer's transaction on
+        SQLite takes the write lock when it begins."""
         async with translate_errors(), self._connection() as conn:
             if self.is_sqlite and write:
                 conn = await conn.execution_options(sqlite_immediate=True)
-            async with conn.begin():
-                yield conn
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self.connection(write=write) as conn, conn.begin():
+            yield conn
 
     async def ping(self) -> None:
         async with translate_errors(), self._connection() as conn:

@@ -3,20 +3,13 @@ that two replicas try to send at once goes out through one of them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.records import OutboxNotice
 from app.storage.tables import notices
-
-
-@dataclass(frozen=True)
-class OutboxNotice:
-    id: str
-    phone: str
-    text: str
 
 
 class NoticeOutbox:

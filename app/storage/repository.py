@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -19,29 +18,9 @@ from app.domain.certificates import (
     StoredState,
 )
 from app.domain.contact import ContactOnRecord
+from app.domain.records import CodeTry, PinCheckSlot
 from app.domain.verification import Channel, Purpose, Verification, VerificationStatus
 from app.storage.tables import certificates, clients, persons, verifications
-
-
-def contact_on_record(person: Row[Any]) -> ContactOnRecord:
-    return ContactOnRecord(person.name, person.phone, person.email,
-                           previous_phone=person.previous_phone,
-                           previous_name=person.previous_name,
-                           phone_replaced_at=person.phone_replaced_at)
-
-
-class PinCheckSlot(enum.Enum):
-    RESERVED = "reserved"
-    BUSY = "busy"  # as many checks in flight as tries left: wait for one to settle
-    LOCKED = "locked"
-
-
-class CodeTry(enum.Enum):
-    """What taking a try of a verification code found."""
-
-    TAKEN = "taken"
-    REFUSED = "refused"  # no longer pending (verified, failed, used) or expired
-
 
 # The PIN lineage of a certificate: the certificates whose keys are sealed under one PIN (a
 # renewal's successor joins its predecessor's). It is named by its first certificate, whose

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.certificates import VALIDITY, StoredState
+from app.domain.records import CertificateState, Change, CrlMeta
 from app.storage.status_tables import (
     STATE_ROW_ID,
     crls,
@@ -23,35 +23,6 @@ from app.storage.status_tables import (
     status_state,
 )
 from app.storage.tables import certificates
-
-
-@dataclass(frozen=True)
-class CertificateState:
-    """What status answers need of a certificate row."""
-
-    serial: str
-    state: StoredState
-    not_after: datetime
-    revoked_at: datetime | None
-    revocation_reason: int | None
-
-
-@dataclass(frozen=True)
-class Change:
-    generation: int
-    kind: str
-    detail: str | None
-
-
-@dataclass(frozen=True)
-class CrlMeta:
-    number: int
-    generation: int
-    this_update: datetime
-    next_update: datetime
-    entries: int
-    sha256: str
-
 
 _STATE_COLUMNS = (certificates.c.serial, certificates.c.state, certificates.c.not_after,
                   certificates.c.revoked_at, certificates.c.revocation_reason)

@@ -8,13 +8,14 @@ from itertools import pairwise
 from sqlalchemy import delete, update
 
 from app.services import audit
+from app.storage.audit_log import AuditLog
 from app.storage.ops_tables import audit_events
 from tests.conftest import Bank, Service, make_bank, person
 
 
 async def _verify(service: Service) -> audit.ChainReport:
     async with service.container.db.transaction(write=False) as conn:
-        return await audit.verify_chain(conn, service.container.auth.secrets.audit_key)
+        return await audit.verify_chain(AuditLog(conn), service.container.auth.secrets.audit_key)
 
 
 async def _lifecycle(bank: Bank) -> dict[str, str]:
@@ -76,8 +77,8 @@ async def test_verify_detects_edits_deletions_and_truncation(service: Service,
 
 async def test_verify_detects_a_removed_tail(service: Service, bank: Bank) -> None:
     await _lifecycle(bank)
+    last = (await service.container.audit.page(after=0, limit=10_000))[-1]["seq"]
     async with service.container.db.transaction() as conn:
-        last = (await audit.page(conn, after=0, limit=10_000))[-1].seq
         await conn.execute(delete(audit_events).where(audit_events.c.seq == last))
     report = await _verify(service)
     assert any("removed from the end" in p for p in report.problems)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.services import audit, audit_checkpoint
 from app.services.secrets import LEGACY_AUDIT_KEY_ID, AuditKeys, ChainKey, LocalChainKey
+from app.storage.audit_log import AuditLog
 from app.storage.ops_tables import audit_events, audit_head
 from tests.conftest import Bank, Service, person
 
@@ -29,7 +30,7 @@ def _keys(service: Service) -> AuditKeys:
 
 async def _verify(service: Service) -> audit.ChainReport:
     async with service.container.db.transaction(write=False) as conn:
-        return await audit.verify_chain(conn, _keys(service))
+        return await audit.verify_chain(AuditLog(conn), _keys(service))
 
 
 def _code_derived_key(service: Service) -> bytes:
@@ -99,18 +100,18 @@ async def test_rows_under_the_legacy_key_still_verify_and_are_sealed(service: Se
         await conn.execute(delete(audit_events))
         await conn.execute(update(audit_head).values(seq=0, hash=audit.GENESIS))
         for n in range(3):
-            await audit.append(conn, legacy, now=now + timedelta(seconds=n), action="issue",
-                               certificate_id=f"c{n}")
+            await audit.append(AuditLog(conn), legacy, now=now + timedelta(seconds=n),
+                               action="issue", certificate_id=f"c{n}")
         old = (await conn.execute(select(audit_events.c.key_id))).scalars().all()
     assert old == [LEGACY_AUDIT_KEY_ID] * 3
     unsealed = await _verify(service)
     assert any("no row under the chain's own key seals" in p for p in unsealed.problems)
 
     async with db.transaction() as conn:  # what build_container does at start
-        assert await audit.seal_legacy_rows(conn, keys, now)
-        assert not await audit.seal_legacy_rows(conn, keys, now)  # once is enough
+        assert await audit.seal_legacy_rows(AuditLog(conn), keys, now)
+        assert not await audit.seal_legacy_rows(AuditLog(conn), keys, now)  # once is enough
     async with db.transaction() as conn:
-        await audit.append(conn, keys, now=now, action="sign", certificate_id="c0")
+        await audit.append(AuditLog(conn), keys, now=now, action="sign", certificate_id="c0")
     report = await _verify(service)
     assert report.intact and report.checked == 5, report.problems
 
@@ -144,13 +145,13 @@ async def test_a_rewrite_with_every_secret_is_caught_by_a_checkpoint(service: Se
     """Even the chain's own key does not help against a checkpoint kept elsewhere."""
     await _pin_failures_and_lock(bank)
     async with service.container.db.transaction(write=False) as conn:
-        seq, head_hash = await audit_checkpoint.head(conn)
+        seq, head_hash = await audit_checkpoint.head(AuditLog(conn))
     kept = json.loads(json.dumps(_checkpoint(service, seq, head_hash)))  # as a file holds it
     assert set(kept) >= {"seq", "hash", "time", "signature", "signer"}
     certificate = service.container.issuer.ca.certificate
     assert audit_checkpoint.check_signature(kept, certificate) == (seq, head_hash)
     async with service.container.db.transaction(write=False) as conn:
-        assert await audit_checkpoint.chain_problems(conn, seq, head_hash) == []
+        assert await audit_checkpoint.chain_problems(AuditLog(conn), seq, head_hash) == []
 
     async with service.container.db.transaction() as conn:
         await _delete_pin_events(conn)
@@ -158,7 +159,7 @@ async def test_a_rewrite_with_every_secret_is_caught_by_a_checkpoint(service: Se
     assert (await _verify(service)).intact  # the chain alone cannot tell
     async with service.container.db.transaction(write=False) as conn:
         problems = await audit_checkpoint.chain_problems(
-            conn, *audit_checkpoint.check_signature(kept, certificate))
+            AuditLog(conn), *audit_checkpoint.check_signature(kept, certificate))
     assert problems and ("rewritten" in problems[0] or "cut" in problems[0])
 
 
@@ -166,7 +167,7 @@ async def test_a_checkpoint_with_a_bad_signature_is_refused(service: Service,
                                                             bank: Bank) -> None:
     await bank.issue(person(62))
     async with service.container.db.transaction(write=False) as conn:
-        seq, head_hash = await audit_checkpoint.head(conn)
+        seq, head_hash = await audit_checkpoint.head(AuditLog(conn))
     good = _checkpoint(service, seq, head_hash)
     certificate = service.container.issuer.ca.certificate
     forged = {**good, "hash": "0" * 64}  # a rewritten head, the old signature

@@ -59,7 +59,7 @@ async def test_no_secret_anywhere(service: Service, bank: Bank,
         new = (await bank.post(f"/v1/certificates/{cert['id']}/reissue",
                                {"verification_id": reissue, "pin": "417093"})).json()
         await bank.post(f"/v1/certificates/{new['id']}/revoke", {"pin": "417093"})
-        _, key = await service.container.certificates.open_key(new["id"], "417093",
+        _, key = await service.container.pin_gate.open_key(new["id"], "417093",
                                                                require_usable=False)
         binding = service.container.certificates.binding
         randoms = [await binding.random_of(cert["id"]), await binding.random_of(new["id"])]

@@ -25,9 +25,9 @@ async def test_sweeper_removes_only_stale_pending_rows(service: Service, bank: B
             ).status_code == 404  # never visible
     assert (await service.http.get("/v1/status/abc123")).json()["status"] == "unknown"
 
-    early = await sweep(service.container.db, now + timedelta(minutes=5))
+    early = await sweep(service.container.uow, now + timedelta(minutes=5))
     assert early.pending_certificates == 0
-    late = await sweep(service.container.db, now + timedelta(minutes=11))
+    late = await sweep(service.container.uow, now + timedelta(minutes=11))
     assert late.pending_certificates == 1
     async with service.container.db.transaction(write=False) as conn:
         remaining = (await conn.execute(select(func.count()).select_from(certificates))

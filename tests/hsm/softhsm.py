@@ -125,7 +125,8 @@ def token_template(base: Path, hsm_base: Path, now: datetime) -> dict[str, Any]:
     """Under CERTCLOUD_TEST_KEYS=pkcs11: a token holding the suite's master key and CA key, and
     a template data directory whose CA points at it. Returns the settings overrides."""
     from app.settings import Settings
-    from app.storage.pkcs11 import init_token_ca, open_protector
+    from app.storage.pkcs11_ca import init_token_ca
+    from app.storage.pkcs11_protector import open_protector
 
     hsm = SoftHsm.get(hsm_base)
     label = hsm.new_token(SUITE_TOKEN)

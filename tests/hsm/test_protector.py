@@ -19,7 +19,8 @@ from app.domain.errors import DependencyUnavailable
 from app.pki.keys import KdfParams, WrongPin, generate_user_key, open_with_pin, private_key_to_der
 from app.pki.token_keys import generate_token_key
 from app.services.custody import KeyCustody, key_binding
-from app.storage.pkcs11 import Pkcs11Protector, TokenSession
+from app.storage.pkcs11 import TokenSession
+from app.storage.pkcs11_protector import Pkcs11Protector
 from tests.conftest import START
 
 pytestmark = pytest.mark.hsm

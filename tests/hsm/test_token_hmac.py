@@ -23,6 +23,7 @@ from app.cli import main
 from app.main import create_app
 from app.services import audit
 from app.services.secrets import LocalChainKey, ServerSecrets, StartupError
+from app.storage.audit_log import AuditLog
 from app.storage.ops_tables import audit_events, audit_head
 from app.storage.pkcs11 import TokenSession
 from app.storage.token_hmac import TokenHmacKey, generate_hmac_key, import_hmac_key
@@ -143,7 +144,7 @@ async def test_the_audit_chain_is_keyed_in_the_token(softhsm: Any, tmp_path: Pat
         assert keys.current.key_id == "pkcs11:certcloud-audit-hmac"
         async with container.db.transaction(write=False) as conn:
             events = await audit.page(conn, after=0, limit=100)
-            report = await audit.verify_chain(conn, keys)
+            report = await audit.verify_chain(AuditLog(conn), keys)
         assert events and {e.key_id for e in events} == {keys.current.key_id}
         assert report.intact, report.problems
         # The environment's audit key (development's) only verifies older rows: a chain
@@ -164,7 +165,7 @@ async def test_the_audit_chain_is_keyed_in_the_token(softhsm: Any, tmp_path: Pat
                 previous = digest
             await conn.execute(update(audit_head).values(hash=previous))
         async with container.db.transaction(write=False) as conn:
-            report = await audit.verify_chain(conn, keys)
+            report = await audit.verify_chain(AuditLog(conn), keys)
         assert not report.intact
         assert any("older key" in problem for problem in report.problems)
 

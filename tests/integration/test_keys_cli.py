@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, select
 
-from app.bootstrap import load_key_protector
+from app.bootstrap import load_key_protector, wrapped_blobs
 from app.cli import main
 from app.pki.keys import KdfParams, seal_with_pin
 from app.services.custody import key_binding
 from app.services.rotation import KeyRotation
 from app.storage import migrate
 from app.storage.db import Database, make_engine
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 from app.storage.tables import certificates, clients, persons
 from tests.conftest import START, Bank, Service, make_settings, person
 
@@ -136,7 +136,8 @@ async def test_a_running_service_follows_a_rotation(service: Service, bank: Bank
     assert first.status_code == 201, first.text
     old_key = protector.current_key_id()
 
-    operator = KeyRotation(service.container.db, load_key_protector(service.settings))
+    operator = KeyRotation(wrapped_blobs(service.container.db),
+                           load_key_protector(service.settings))
     new_key = await operator.rotate(START)
     second = await bank.issue(person(2), pin="417093")
     assert second.status_code == 201, second.text

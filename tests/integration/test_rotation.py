@@ -18,14 +18,16 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
+from app.bootstrap import wrapped_blobs
 from app.domain.errors import Conflict, DependencyUnavailable, NotFound
 from app.pki.keys import KdfParams, WrongPin, open_with_pin, seal_with_pin
 from app.services.custody import key_binding
 from app.services.rotation import KeyRotation, ManagedKeyProtector, RewrapReport
 from app.storage.db import Database, make_engine
-from app.storage.keyring import LocalKeyRing
-from app.storage.keyring_file import KeyRingFile
-from app.storage.pkcs11 import Pkcs11Protector, TokenSession
+from app.storage.keyring_protector import KeyRingFile
+from app.storage.local_keyring import LocalKeyRing
+from app.storage.pkcs11 import TokenSession
+from app.storage.pkcs11_protector import Pkcs11Protector
 from app.storage.tables import certificates, clients, persons
 from tests.conftest import START, truncate_all
 
@@ -74,7 +76,7 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, database_url: str
         token = TokenSession.shared(hsm.module, label, USER_PIN)
         protector = Pkcs11Protector(token, "certcloud-master")
         protector.load(create_if_missing=True, now=START)
-    rotation = KeyRotation(db, protector, retire_grace=timedelta(0))
+    rotation = KeyRotation(wrapped_blobs(db), protector, retire_grace=timedelta(0))
     yield Env(request.param, db, protector, rotation, hsm, label, token)
     if token is not None:
         token.close()
@@ -193,13 +195,13 @@ async def test_a_pin_change_during_rewrap_is_never_overwritten(env: Env) -> None
                 key_id, blob = await stale.wrap(resealed, binding)
                 assert key_id == first  # same key id as the blob that was read
                 inner[victim] = resealed
-                async with self.db.transaction() as conn:
+                async with env.db.transaction() as conn:
                     await conn.execute(update(certificates)
                                        .where(certificates.c.id == victim)
                                        .values(master_key_id=key_id, wrapped_key=blob))
             return result
 
-    racing = Racing(env.db, env.protector, retire_grace=timedelta(0))
+    racing = Racing(wrapped_blobs(env.db), env.protector, retire_grace=timedelta(0))
     report = await racing.rewrap(batch_size=8)
     assert (report.moved, report.skipped) == (19, 1)
     rows = await stored(env)
@@ -226,7 +228,8 @@ async def test_retire_rules(env: Env) -> None:
         await env.rotation.retire("no-such-key", START)
     second = await env.rotation.rotate(START + timedelta(days=1))
     await env.rotation.rewrap()
-    graceful = KeyRotation(env.db, env.protector, retire_grace=timedelta(minutes=1))
+    graceful = KeyRotation(wrapped_blobs(env.db), env.protector,
+                           retire_grace=timedelta(minutes=1))
     created = next(k.created_at for k in (await graceful.status()).keys if k.id == second)
     assert created is not None
     with pytest.raises(Conflict) as grace:

@@ -26,6 +26,7 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.bootstrap import unit_of_work
 from app.clock import SystemClock
 from app.pki.ca import create_ca, save_ca
 from app.services.auth import AuthService
@@ -34,7 +35,7 @@ from app.services.secrets import load_secrets
 from app.settings import Settings
 from app.storage import migrate
 from app.storage.db import Database, make_engine
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.tables import certificates
 
@@ -194,8 +195,9 @@ async def create_client(data_dir: Path, database_url: str, name: str,
     settings = settings_for(data_dir, database_url)
     db = Database(make_engine(database_url))
     try:
-        auth = AuthService(db, load_secrets(settings), settings.oauth, SystemClock(),
-                           RateLimiter(DatabaseCounters(db)), settings.limits)
+        secrets_ = load_secrets(settings)
+        auth = AuthService(unit_of_work(db, secrets_.audit_key), secrets_, settings.oauth,
+                           SystemClock(), RateLimiter(DatabaseCounters(db)), settings.limits)
         created = await auth.create_client(name, scopes)
     finally:
         await db.dispose()

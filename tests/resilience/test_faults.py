@@ -20,11 +20,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.bootstrap import unit_of_work
 from app.main import create_app
 from app.services import audit
 from app.services.secrets import load_secrets
 from app.services.sweeper import sweep
 from app.settings import Settings
+from app.storage.audit_log import AuditLog
 from app.storage.db import Database, make_engine
 from app.storage.tables import certificates
 from tests.conftest import BACKEND, FixedClock, make_bank, person
@@ -144,8 +146,8 @@ async def _sigkill_scenario(cluster: Cluster) -> None:
     db = Database(make_engine(cluster.database_url))
     try:
         now = datetime.now(UTC)
-        early = await sweep(db, now + timedelta(minutes=5))
-        late = await sweep(db, now + timedelta(minutes=11))
+        early = await sweep(unit_of_work(db, None), now + timedelta(minutes=5))
+        late = await sweep(unit_of_work(db, None), now + timedelta(minutes=11))
     finally:
         await db.dispose()
     assert early.pending_certificates == 0
@@ -173,7 +175,7 @@ async def _verify_chain(data_dir: Path, database_url: str) -> audit.ChainReport:
     try:
         async with db.transaction(write=False) as conn:
             return await audit.verify_chain(
-                conn, load_secrets(settings_for(data_dir, database_url)).audit_key)
+                AuditLog(conn), load_secrets(settings_for(data_dir, database_url)).audit_key)
     finally:
         await db.dispose()
 

@@ -139,7 +139,7 @@ async def _flows(service: Service, bank: Bank, secrets: dict[str, list[str]],
         messages = (await bank.http.get("/sandbox/messages", params={"phone": phone})).json()
         secrets["otp"] += [str(m["code"]) for m in messages if m["code"] is not None]
     for certificate_id, pin in ((cert["id"], NEW_PIN), (second.json()["id"], OTHER_PIN)):
-        _, private_key = await service.container.certificates.open_key(
+        _, private_key = await service.container.pin_gate.open_key(
             certificate_id, pin, require_usable=False)
         keys.append(private_key_to_der(private_key))
 

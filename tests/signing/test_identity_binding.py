@@ -104,6 +104,42 @@ async def test_a_reissue_gets_a_new_r(service: Service, bank: Bank, holder: Hold
         holder.person["rrn"], base64.b64decode(second))
 
 
+async def test_key_rotation_rewraps_r_and_the_rrn(service: Service, bank: Bank,
+                                                   holder: Holder) -> None:
+    """R and the RRN are master-key blobs like the certificate keys: a rotation moves them to
+    the new key, and both still open (include_r, identity check, a reissue's new VID)."""
+    from app.bootstrap import load_key_protector, wrapped_blobs
+    from app.services.rotation import KeyRotation
+
+    service.settings.keys.refresh_seconds = 0
+    protector: Any = service.container.protector
+    if hasattr(protector, "refresh_seconds"):
+        protector.refresh_seconds = 0
+    before = (await _sign(bank, holder, include_r=True)).json()["r_value"]
+    operator = KeyRotation(wrapped_blobs(service.container.db),
+                           load_key_protector(service.settings))
+    new_key = await operator.rotate(START)
+    report = await operator.rewrap(batch_size=1)
+    assert report.moved >= 3 and not report.failed
+    counts = (await operator.status()).counts
+    assert counts["vid_randoms.wrapped"] == {new_key: 1}
+    assert counts["person_rrns.wrapped"] == {new_key: 1}
+    assert not [store for store in counts if "unregistered" in store]
+    assert (await _sign(bank, holder, include_r=True)).json()["r_value"] == before
+    agency = await _checker(service)
+    checked = await agency.post(CHECK, {"serial": holder.certificate["serial"],
+                                        "rrn": holder.person["rrn"]})
+    assert checked.json() == {"match": True}
+    proof = await bank.verified(holder.person["phone"], "reissue")
+    reissued = await bank.post(f"/v1/certificates/{holder.id}/reissue",
+                               {"verification_id": proof, "pin": "417093"})
+    assert reissued.status_code == 201, reissued.text  # the RRN unwrapped under the new key
+    new = Holder(holder.person, reissued.json(), "417093")
+    random_r = base64.b64decode((await _sign(bank, new, include_r=True)).json()["r_value"])
+    assert _vid_in(new.certificate["certificate_pem"])[2] == _virtual_id(
+        holder.person["rrn"], random_r)
+
+
 async def _checker(service: Service) -> Bank:
     return await make_bank(service.http, service.container, "agency",
                            scopes=["identity:check"])

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from app.services import certificates as certificate_service
+from app.services import pin_gate
 from app.storage.tables import certificates
 from tests.conftest import BACKEND, Bank, Service
 from tests.signing.conftest import Holder, b64
@@ -114,7 +114,7 @@ async def _hold_pin_checks(service: Service, holder: Holder, in_flight: int) -> 
 
 async def test_a_full_set_of_pin_checks_in_flight_makes_a_request_wait_not_lock(
         service: Service, bank: Bank, holder: Holder, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(certificate_service, "PIN_CHECK_WAIT", timedelta(milliseconds=200))
+    monkeypatch.setattr(pin_gate, "PIN_CHECK_WAIT", timedelta(milliseconds=200))
     await _hold_pin_checks(service, holder, in_flight=5)
     busy = await _sign(bank, holder, holder.pin)
     assert busy.status_code == 429, busy.text

@@ -128,7 +128,7 @@ async def test_revoked_after_signing_stays_valid_and_is_reported(
 
 async def _cms_at(service: Service, holder: Holder, when: Any) -> str:
     """A CMS made with the holder's own key (opened with the PIN) and signingTime ``when``."""
-    certificate, key = await service.container.certificates.open_key(
+    certificate, key = await service.container.pin_gate.open_key(
         holder.id, holder.pin, require_usable=False)
     return b64(build_signed_data(key=key, certificate_der=certificate.certificate_der,
                                  mechanism=Mechanism("sha256"), signed_at=when, content=DATA))
@@ -151,8 +151,8 @@ async def test_revoked_before_signing(service: Service, bank: Bank, holder: Hold
 async def _raw_with_key(service: Service, holder: Holder) -> bytes:
     from app.pki.signing import sign_digest
 
-    _, key = await service.container.certificates.open_key(holder.id, holder.pin,
-                                                           require_usable=False)
+    _, key = await service.container.pin_gate.open_key(holder.id, holder.pin,
+                                                       require_usable=False)
     return sign_digest(key, hashlib.sha256(DATA).digest(), Mechanism("sha256"))
 
 

@@ -23,7 +23,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from app.ca_setup import import_ca, init_ca
 from app.settings import Settings
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 from tests.conftest import Bank, FixedClock, Service, make_settings, truncate_all
 from tests.offline_root import Root, make_root
 from tests.signing.conftest import issue_holder

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from app.pki import ocsp as pki
+from app.pki import ocsp_responder
 from app.pki.ca import CertificateAuthority, Profile, create_ca, issue_end_entity, subject_for
 from app.pki.keys import generate_user_key
 from app.services.status import StatusService
@@ -71,10 +72,10 @@ def ca() -> CertificateAuthority:
 
 @pytest.fixture(scope="module")
 def responder(ca: CertificateAuthority) -> pki.ResponderIdentity:
-    key = pki.generate_responder_key("rsa2048")
-    certificate = pki.issue_responder_certificate(
+    key = ocsp_responder.generate_responder_key("rsa2048")
+    certificate = ocsp_responder.issue_responder_certificate(
         ca_key=ca.key, ca_certificate=ca.certificate, public_key=key.public_key(),
-        serial=x509.random_serial_number(), not_before=pki.backdated(NOW),
+        serial=x509.random_serial_number(), not_before=ocsp_responder.backdated(NOW),
         not_after=NOW + timedelta(days=7))
     return pki.ResponderIdentity(key, certificate)
 

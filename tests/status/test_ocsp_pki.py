@@ -14,6 +14,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from app.pki import ocsp as pki
+from app.pki import ocsp_responder
 from app.pki.ca import CertificateAuthority, Profile, create_ca, issue_end_entity, subject_for
 from app.pki.keys import generate_user_key
 from tests.status.conftest import ocsp_request, pkilint
@@ -38,10 +39,10 @@ def leaf(ca: CertificateAuthority) -> x509.Certificate:
 
 @pytest.fixture(scope="module")
 def responder(ca: CertificateAuthority) -> pki.ResponderIdentity:
-    key = pki.generate_responder_key("rsa2048")
-    certificate = pki.issue_responder_certificate(
+    key = ocsp_responder.generate_responder_key("rsa2048")
+    certificate = ocsp_responder.issue_responder_certificate(
         ca_key=ca.key, ca_certificate=ca.certificate, public_key=key.public_key(),
-        serial=x509.random_serial_number(), not_before=pki.backdated(NOW),
+        serial=x509.random_serial_number(), not_before=ocsp_responder.backdated(NOW),
         not_after=NOW + timedelta(days=7))
     return pki.ResponderIdentity(key, certificate)
 
@@ -248,8 +249,8 @@ def test_several_answers_in_one_response(ca: CertificateAuthority, leaf: x509.Ce
 
 
 def test_ec_responder_signs_too(ca: CertificateAuthority, leaf: x509.Certificate) -> None:
-    key = pki.generate_responder_key("p256")
-    certificate = pki.issue_responder_certificate(
+    key = ocsp_responder.generate_responder_key("p256")
+    certificate = ocsp_responder.issue_responder_certificate(
         ca_key=ca.key, ca_certificate=ca.certificate, public_key=key.public_key(), serial=77,
         not_before=NOW, not_after=NOW + timedelta(days=1))
     identity = pki.ResponderIdentity(key, certificate)

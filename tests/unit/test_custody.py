@@ -16,7 +16,7 @@ from app.pki.keys import (
     seal_with_pin,
 )
 from app.services.custody import KeyCustody, key_binding
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 CHEAP = KdfParams(time_cost=1, memory_kib=1024, parallelism=1)

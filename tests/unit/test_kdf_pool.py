@@ -16,7 +16,7 @@ from app.domain.errors import RateLimited
 from app.pki.keys import KdfParams, generate_user_key, private_key_to_der
 from app.services.custody import KeyCustody
 from app.services.kdf_pool import KdfPool, core_count
-from app.storage.keyring import LocalKeyRing
+from app.storage.local_keyring import LocalKeyRing
 from tests.conftest import START
 
 CHEAP = KdfParams(1, 64, 1)

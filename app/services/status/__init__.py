@@ -10,10 +10,9 @@ replica says ``revoked`` on OCSP, CRL and JSON status. :class:`StatusService` is
 the rest of the app holds.
 """
 
-from app.services.status.recorder import NO_RECORDER, RevocationRecorder
+from app.pki.ocsp import MAX_REQUEST_BYTES  # the routes refuse more before parsing
 from app.services.status.refresher import RefreshReport
 from app.services.status.replies import CrlCopy, OcspReply
 from app.services.status.service import StatusService
 
-__all__ = ["NO_RECORDER", "CrlCopy", "OcspReply", "RefreshReport", "RevocationRecorder",
-           "StatusService"]
+__all__ = ["MAX_REQUEST_BYTES", "CrlCopy", "OcspReply", "RefreshReport", "StatusService"]

@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from cryptography.x509.ocsp import OCSPResponseStatus
 
 from app.domain.errors import DependencyUnavailable
+from app.domain.records import CertificateState
+from app.domain.serials import is_valid_serial, serial_hex
 from app.pki import ocsp as ocsp_pki
 from app.pki.ocsp import CertId, CertStatus, OCSPRefusal, SingleAnswer
 from app.services.status.cache import OcspMemory
@@ -29,7 +31,6 @@ from app.services.status.context import StatusContext
 from app.services.status.replies import OcspReply
 from app.services.status.responder import MIN_REMAINING, Responder, ResponderKeys
 from app.services.status.signer import OcspSigner
-from app.storage.status_repository import CertificateState, StatusRepository
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ Answer = tuple[OcspReply, tuple[str, ...], float]
 
 def _serial_hex(serial: int) -> str | None:
     """A CertID serial as stored (lowercase hex), or None for one no certificate can have."""
-    if serial <= 0 or serial.bit_length() > ocsp_pki.MAX_SERIAL_BITS:
-        return None
-    return format(serial, "x")
+    return serial_hex(serial) if is_valid_serial(serial) else None
 
 
 class OcspAnswers:
@@ -94,8 +93,8 @@ class OcspAnswers:
 
     async def _stored(self, serial: str, shape: str, now: datetime) -> Answer | None:
         """Layer 2: the pre-signed response, while it has ``MIN_REMAINING`` left."""
-        async with self._ctx.db.transaction(write=False) as conn:
-            row = await StatusRepository(conn).get_response(serial, shape)
+        async with self._ctx.uow(write=False) as uow:
+            row = await uow.status.get_response(serial, shape)
         if row is None or row.next_update - now <= MIN_REMAINING:
             return None
         reply, fresh_for = self._reply(bytes(row.response_der), row.cert_status,
@@ -106,22 +105,23 @@ class OcspAnswers:
                               responder: Responder, now: datetime) -> Answer:
         """Layer 3: sign the certificate's current state and store it for every replica; if
         the state changes before the store (a revocation holds the row), sign again."""
-        db = self._ctx.db
+        uow_factory = self._ctx.uow
         for _attempt in range(3):
-            async with db.transaction(write=False) as conn:
-                state = await StatusRepository(conn).certificate_state(serial)
+            async with uow_factory(write=False) as uow:
+                state = await uow.status.certificate_state(serial)
             if state is None:
                 return self._unknown(cert_id, responder, now)
             answer = self._signer.answer_for(cert_id, state)
             der, this_update, next_update = self._signer.sign(responder, [answer], now)
-            async with db.transaction() as conn:
-                repo = StatusRepository(conn)
+            async with uow_factory() as uow:
+                repo = uow.status
                 if await repo.certificate_state(serial, for_share=True) != state:
                     continue  # revoked meanwhile: sign again from the new state
                 await repo.put_response(
                     serial=serial, hash_algorithm=shape,
                     cert_status=answer.status.value, der=der, this_update=this_update,
                     next_update=next_update, responder_id=responder.id)
+                await uow.commit()
             reply, fresh_for = self._reply(der, answer.status.value, this_update, next_update,
                                            now)
             return reply, (serial,), fresh_for
@@ -141,8 +141,8 @@ class OcspAnswers:
         known = [serial for serial in serials if serial is not None]
         states: dict[str, CertificateState] = {}
         if known:
-            async with self._ctx.db.transaction(write=False) as conn:
-                states = await StatusRepository(conn).certificate_states(known)
+            async with self._ctx.uow(write=False) as uow:
+                states = await uow.status.certificate_states(known)
         now = self._ctx.clock.now()
         answers = [self._signer.answer_for(cert_id, states.get(serial) if serial else None)
                    for cert_id, serial in zip(request.cert_ids, serials, strict=True)]

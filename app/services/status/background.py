@@ -14,7 +14,6 @@ from app.services.status.crl import CrlUpdater
 from app.services.status.refresher import OcspRefresher, RefreshReport
 from app.services.status.replicas import Replicas
 from app.services.status.responder import ResponderKeys
-from app.storage.status_repository import StatusRepository
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +36,12 @@ class Background:
             await self._crl.regenerate(coalesce=True)
         report = await self._refresher.refresh()
         now, wall = ctx.clock.now(), ctx.wall_clock.now()
-        async with ctx.db.transaction() as conn:
-            repo = StatusRepository(conn)
+        async with ctx.uow() as uow:
+            repo = uow.status
             await repo.prune_changes(now - CHANGE_LOG_RETENTION)
             await repo.prune_replicas(wall - timedelta(hours=1))
             await repo.prune_responders(now - timedelta(days=1))
+            await uow.commit()
         return report
 
     def start(self) -> None:

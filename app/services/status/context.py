@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from app.domain.ports import Clock, KeyProtector
+from app.domain.ports import Clock, KeyProtector, UnitOfWorkFactory
 from app.pki.ca import CertificateAuthority
 from app.settings import StatusSettings
-from app.storage.db import Database
 
 
 @dataclass
@@ -32,7 +31,7 @@ class StatusContext:
         test's fixed clock).
     """
 
-    db: Database
+    uow: UnitOfWorkFactory
     ca: CertificateAuthority
     protector: KeyProtector
     settings: StatusSettings

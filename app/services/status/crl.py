@@ -16,11 +16,11 @@ import multiprocessing
 import time
 from datetime import timedelta
 
+from app.domain.records import CrlMeta
 from app.pki import crl as crl_pki
 from app.services.status.context import StatusContext
 from app.services.status.crl_served import ServedCrl
 from app.services.status.replies import CrlCopy
-from app.storage.status_repository import CrlMeta, StatusRepository
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class CrlUpdater:
         """Return once a stored CRL covers ``generation`` (building at most one at a time in
         this process; callers that arrive during a build share the next one)."""
         for _round in range(10):
-            async with self._ctx.db.transaction(write=False) as conn:
-                meta = await StatusRepository(conn).latest_crl_meta()
+            async with self._ctx.uow(write=False) as uow:
+                meta = await uow.status.latest_crl_meta()
             if meta is not None and meta.generation >= generation:
                 return
             await self.regenerate(coalesce=True)
@@ -61,8 +61,8 @@ class CrlUpdater:
         than it (a revoking request that failed to publish)."""
         ctx = self._ctx
         now = ctx.clock.now()
-        async with ctx.db.transaction(write=False) as conn:
-            repo = StatusRepository(conn)
+        async with ctx.uow(write=False) as uow:
+            repo = uow.status
             meta = await repo.latest_crl_meta()
             latest_revocation = await repo.latest_change("serial")
         if meta is None:
@@ -73,12 +73,13 @@ class CrlUpdater:
     async def _build_and_store(self) -> CrlMeta:
         ctx = self._ctx
         started = time.perf_counter()
-        async with ctx.db.transaction() as conn:
-            number, generation = await StatusRepository(conn).allocate_crl_number()
+        async with ctx.uow() as uow:
+            number, generation = await uow.status.allocate_crl_number()
+            await uow.commit()
         now = ctx.clock.now()
         packed = bytearray()
-        async with ctx.db.transaction(write=False) as conn:
-            repo = StatusRepository(conn)
+        async with ctx.uow(write=False) as uow:
+            repo = uow.status
             previous = await repo.latest_crl_meta()
             # RFC 5280 §3.3: an entry leaves the CRL once a CRL issued after the certificate
             # expired has carried it; that is, when it expired before the last CRL was issued.
@@ -94,12 +95,13 @@ class CrlUpdater:
         der, digest = await self._build(params, bytes(packed), count)
         built = time.perf_counter()
         meta = CrlMeta(number, generation, now, next_update, count, digest)
-        async with ctx.db.transaction() as conn:
-            repo = StatusRepository(conn)
+        async with ctx.uow() as uow:
+            repo = uow.status
             await repo.lock_state()
             stored = await repo.store_crl(meta, der, now, KEEP_CRLS)
             if stored:
                 await repo.bump_generation("crl", str(number), now)
+            await uow.commit()
         done = time.perf_counter()
         self.last_timings = {"read": read - started, "build": built - read,
                              "store": done - built}

@@ -9,7 +9,6 @@ from datetime import datetime
 from app.domain.errors import DependencyUnavailable
 from app.services.status.context import StatusContext
 from app.services.status.replies import CrlCopy
-from app.storage.status_repository import StatusRepository
 
 
 class ServedCrl:
@@ -33,8 +32,8 @@ class ServedCrl:
             if copy is not None and time.monotonic() < co.coherent_until:
                 return copy
             epoch = co.epoch
-            async with self._ctx.db.transaction(write=False) as conn:
-                found = await StatusRepository(conn).latest_crl()
+            async with self._ctx.uow(write=False) as uow:
+                found = await uow.status.latest_crl()
             if found is None:
                 raise DependencyUnavailable("no CRL has been published yet",
                                             code="crl_unavailable")

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.domain.records import CertificateState
+from app.domain.repositories import StatusRecords
 from app.services.status.context import StatusContext
 from app.services.status.responder import Responder, ResponderKeys
 from app.services.status.signer import OcspSigner
-from app.storage.status_repository import CertificateState, StatusRepository
 
 # Pre-signing looks at certificates issued this recently (the refresher runs every minute or
 # so, so this covers a long stop of it); older ones were pre-signed then, or are answered and
@@ -30,7 +31,7 @@ class RefreshReport:
         return {"resigned": self.resigned, "presigned": self.presigned, "dropped": self.dropped}
 
 
-async def _lock_states(repo: StatusRepository, serials: Sequence[str]
+async def _lock_states(repo: StatusRecords, serials: Sequence[str]
                        ) -> dict[str, CertificateState]:
     """The certificates' current states, their rows locked against revocation until the
     transaction ends."""
@@ -53,8 +54,8 @@ class OcspRefresher:
             return report
         now = ctx.clock.now()
         due_before = now + timedelta(seconds=ctx.settings.ocsp_refresh_before_seconds)
-        async with ctx.db.transaction(write=False) as conn:
-            repo = StatusRepository(conn)
+        async with ctx.uow(write=False) as uow:
+            repo = uow.status
             due = await repo.responses_due(due_before, limit)
             states = await repo.certificate_states(sorted({row.serial for row in due}))
         work: list[tuple[Any, CertificateState | None, bytes, datetime, datetime]] = []
@@ -70,8 +71,8 @@ class OcspRefresher:
             work.append((row, state, der, this_update, next_update))
             await asyncio.sleep(0)
         if work:
-            async with ctx.db.transaction() as conn:
-                repo = StatusRepository(conn)
+            async with ctx.uow() as uow:
+                repo = uow.status
                 locked = await _lock_states(repo, [item[0].serial for item in work])
                 for row, state, der, this_update, next_update in work:
                     if state is None:
@@ -86,14 +87,15 @@ class OcspRefresher:
                             der=der, this_update=this_update, next_update=next_update,
                             responder_id=responder.id):
                         report.resigned += 1
+                await uow.commit()
         if ctx.settings.presign:
             report.presigned = await self._presign(responder, now, limit)
         return report
 
     async def _presign(self, responder: Responder, now: datetime, limit: int) -> int:
         ctx, signer = self._ctx, self._signer
-        async with ctx.db.transaction(write=False) as conn:
-            missing = await StatusRepository(conn).unanswered_certificates(
+        async with ctx.uow(write=False) as uow:
+            missing = await uow.status.unanswered_certificates(
                 "sha1", issued_after=now - PRESIGN_WINDOW, now=now, limit=limit)
         signed = []
         for state in missing:
@@ -102,8 +104,8 @@ class OcspRefresher:
             await asyncio.sleep(0)
         count = 0
         if signed:
-            async with ctx.db.transaction() as conn:
-                repo = StatusRepository(conn)
+            async with ctx.uow() as uow:
+                repo = uow.status
                 locked = await _lock_states(repo, [item[0].serial for item in signed])
                 for state, cert_status, der, this_update, next_update in signed:
                     if locked.get(state.serial) != state:
@@ -113,4 +115,5 @@ class OcspRefresher:
                         der=der, this_update=this_update, next_update=next_update,
                         responder_id=responder.id)
                     count += 1
+                await uow.commit()
         return count

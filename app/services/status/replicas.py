@@ -17,10 +17,10 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
+from app.domain.records import Change
 from app.services.status.cache import OcspMemory
 from app.services.status.context import StatusContext
 from app.services.status.crl_served import ServedCrl
-from app.storage.status_repository import Change, StatusRepository
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class Replicas:
             return
         async with self._lock:
             started = time.monotonic()
-            async with ctx.db.transaction(write=False) as conn:
-                repo = StatusRepository(conn)
+            async with ctx.uow(write=False) as uow:
+                repo = uow.status
                 current = await repo.current_generation()
                 changes = (await repo.changes_since(co.known, CHANGES_BATCH)
                            if current > co.known else [])
@@ -54,11 +54,12 @@ class Replicas:
                 self._apply(current, changes)
             lease = ctx.settings.lease_seconds
             if co.acked < co.known or started - co.last_renew >= lease / 3:
-                async with ctx.db.transaction() as conn:
-                    await StatusRepository(conn).renew_replica(
+                async with ctx.uow() as uow:
+                    await uow.status.renew_replica(
                         co.replica_id, host=self._host, acked_generation=co.known,
                         lease_until=ctx.wall_clock.now() + timedelta(seconds=lease),
                         now=ctx.wall_clock.now())
+                    await uow.commit()
                 co.acked = co.known
                 co.last_renew = started
                 co.coherent_until = started + lease * (1 - LEASE_MARGIN)
@@ -82,8 +83,8 @@ class Replicas:
         co.known = max(current, changes[-1].generation)
 
     async def current_generation(self) -> int:
-        async with self._ctx.db.transaction(write=False) as conn:
-            return await StatusRepository(conn).current_generation()
+        async with self._ctx.uow(write=False) as uow:
+            return await uow.status.current_generation()
 
     async def await_all(self) -> bool:
         """Wait (up to ``publish_timeout_seconds``) until every live replica has applied every
@@ -96,8 +97,8 @@ class Replicas:
         """Wait until every other replica with a live lease has applied ``generation``."""
         ctx, co = self._ctx, self._ctx.coherence
         while True:
-            async with ctx.db.transaction(write=False) as conn:
-                lagging = await StatusRepository(conn).lagging_replicas(
+            async with ctx.uow(write=False) as uow:
+                lagging = await uow.status.lagging_replicas(
                     generation, ctx.wall_clock.now() - CLOCK_SKEW,
                     co.replica_id if co.replica else None)
             if not lagging:
@@ -114,5 +115,6 @@ class Replicas:
         if not co.replica:
             return
         co.replica = False
-        async with self._ctx.db.transaction() as conn:
-            await StatusRepository(conn).drop_replica(co.replica_id)
+        async with self._ctx.uow() as uow:
+            await uow.status.drop_replica(co.replica_id)
+            await uow.commit()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.storage.status_repository import CrlMeta
+from app.domain.records import CrlMeta
 
 
 @dataclass(slots=True)

@@ -16,11 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from app.pki import ocsp as ocsp_pki
+from app.domain.serials import serial_hex
+from app.pki import ocsp_responder
 from app.pki.ocsp import ResponderIdentity
 from app.services.custody import responder_binding
 from app.services.status.context import StatusContext
-from app.storage.status_repository import StatusRepository
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ class ResponderKeys:
             current = self._current
             if current is not None and current.not_after - now > renew_before:
                 return
-            async with self._ctx.db.transaction(write=False) as conn:
-                row = await StatusRepository(conn).newest_responder()
+            async with self._ctx.uow(write=False) as uow:
+                row = await uow.status.newest_responder()
             if row is not None and (current is None or row.id != current.id):
                 self._current = await self._load(row)
                 if row.not_after - now > renew_before:
@@ -85,32 +85,33 @@ class ResponderKeys:
     async def _issue(self, now: datetime, renew_before: timedelta) -> Responder:
         ctx = self._ctx
         algorithm = ctx.settings.responder_key_algorithm
-        key = await asyncio.to_thread(ocsp_pki.generate_responder_key, algorithm)
+        key = await asyncio.to_thread(ocsp_responder.generate_responder_key, algorithm)
         responder_id = str(uuid.uuid4())
         serial = x509.random_serial_number()
         not_after = now + timedelta(seconds=ctx.settings.responder_validity_seconds)
         certificate = await asyncio.to_thread(
-            ocsp_pki.issue_responder_certificate, ca_key=ctx.ca.key,
+            ocsp_responder.issue_responder_certificate, ca_key=ctx.ca.key,
             ca_certificate=ctx.ca.certificate, public_key=key.public_key(), serial=serial,
-            not_before=ocsp_pki.backdated(now), not_after=not_after)
+            not_before=ocsp_responder.backdated(now), not_after=not_after)
         pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption())
         master_key_id, wrapped = await ctx.protector.wrap(pkcs8,
                                                           responder_binding(responder_id))
-        async with ctx.db.transaction() as conn:
-            repo = StatusRepository(conn)
+        async with ctx.uow() as uow:
+            repo = uow.status
             await repo.lock_state()
             newest = await repo.newest_responder()
             if newest is not None and newest.not_after - now > renew_before:
                 winner = newest  # another replica rolled over first
             else:
                 await repo.add_responder(
-                    responder_id=responder_id, serial=format(serial, "x"),
+                    responder_id=responder_id, serial=serial_hex(serial),
                     key_algorithm=algorithm,
                     certificate_der=certificate.public_bytes(serialization.Encoding.DER),
                     master_key_id=master_key_id, wrapped_key=wrapped,
-                    not_before=ocsp_pki.backdated(now), not_after=not_after, now=now)
+                    not_before=ocsp_responder.backdated(now), not_after=not_after, now=now)
                 winner = None
+            await uow.commit()
         if winner is not None:
             return await self._load(winner)
         log.info("issued an OCSP responder certificate",

@@ -7,24 +7,22 @@ The certificate row is locked by that transaction, so no concurrent fill can wri
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from app.domain.certificates import StoredState
+from app.domain.ports import UnitOfWork
 from app.pki.ocsp import CertStatus
 from app.services.status.context import StatusContext
 from app.services.status.responder import ResponderKeys
 from app.services.status.signer import OcspSigner
-from app.storage.status_repository import StatusRepository
 
 
 class RevocationLedger:
     def __init__(self, ctx: StatusContext, keys: ResponderKeys, signer: OcspSigner) -> None:
         self._ctx, self._keys, self._signer = ctx, keys, signer
 
-    async def record(self, conn: AsyncConnection, certificate_id: str) -> int | None:
+    async def record(self, uow: UnitOfWork, certificate_id: str) -> int | None:
         """Count the change and replace the pre-signed responses of the certificate with
         signed ``revoked`` ones (or drop them, without a responder)."""
-        repo = StatusRepository(conn)
+        repo = uow.status
         state = await repo.certificate_state_by_id(certificate_id)
         if state is None:
             return None

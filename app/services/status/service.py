@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from cryptography import x509
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clock import SystemClock
-from app.domain.ports import Clock, KeyProtector
+from app.domain.ports import Clock, KeyProtector, UnitOfWork, UnitOfWorkFactory
+from app.domain.records import CrlMeta
 from app.pki import ocsp as ocsp_pki
 from app.pki.ca import CertificateAuthority
 from app.pki.ocsp import CertId
@@ -32,29 +32,27 @@ from app.services.status.responder import Responder, ResponderKeys
 from app.services.status.revocations import RevocationLedger
 from app.services.status.signer import OcspSigner
 from app.settings import StatusSettings
-from app.storage.db import Database
-from app.storage.status_repository import CrlMeta, StatusRepository
 
 log = logging.getLogger(__name__)
 
 
 class StatusService:
     """OCSP, CRL and revocation publishing for one process (a replica); the
-    :class:`~.recorder.RevocationRecorder` of the certificate use cases.
+    :class:`~app.domain.ports.RevocationRecorder` of the certificate use cases.
 
     :param distribution_point: the CRL URL certificates carry; the CRL's issuingDistributionPoint.
     :param wall_clock: real time for leases between replicas (the business ``clock`` may be a
         test's fixed clock); the system clock by default.
     """
 
-    def __init__(self, db: Database, ca: CertificateAuthority, protector: KeyProtector,
+    def __init__(self, uow: UnitOfWorkFactory, ca: CertificateAuthority, protector: KeyProtector,
                  settings: StatusSettings, *, distribution_point: str, clock: Clock,
                  wall_clock: Clock | None = None) -> None:
-        self.db, self.ca, self.protector, self.clock = db, ca, protector, clock
+        self.uow, self.ca, self.protector, self.clock = uow, ca, protector, clock
         self.wall_clock = wall_clock or SystemClock()
         self.distribution_point = distribution_point
         self.issuer = ocsp_pki.IssuerHashes.of(ca.certificate)
-        ctx = self._ctx = StatusContext(db, ca, protector, settings, clock, self.wall_clock,
+        ctx = self._ctx = StatusContext(uow, ca, protector, settings, clock, self.wall_clock,
                                         distribution_point)
         self._memory = OcspMemory(ctx)
         self._keys = ResponderKeys(ctx)
@@ -85,11 +83,12 @@ class StatusService:
     async def start(self, *, replica: bool = True) -> None:
         """Make sure the state row, a responder and a CRL exist; as a ``replica`` (a serving
         process), take a lease and start the background loops."""
-        async with self.db.transaction() as conn:
-            await StatusRepository(conn).ensure_state()
+        async with self.uow() as uow:
+            await uow.status.ensure_state()
+            await uow.commit()
         await self.ensure_responder()
-        async with self.db.transaction(write=False) as conn:
-            stored = await StatusRepository(conn).latest_crl_meta()
+        async with self.uow(write=False) as uow:
+            stored = await uow.status.latest_crl_meta()
         if stored is None:
             await self.regenerate_crl()
         if replica:
@@ -112,9 +111,9 @@ class StatusService:
 
     # --- the revocation recorder ------------------------------------------------------------
 
-    async def record(self, conn: AsyncConnection, certificate_id: str) -> int | None:
+    async def record(self, uow: UnitOfWork, certificate_id: str) -> int | None:
         """In the revoking transaction (see :mod:`.revocations`)."""
-        return await self._ledger.record(conn, certificate_id)
+        return await self._ledger.record(uow, certificate_id)
 
     async def presign(self, serial: str) -> None:
         """Sign and store the good answer of a certificate just issued, so that even its first

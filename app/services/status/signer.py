@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from app.domain.certificates import StoredState
+from app.domain.records import CertificateState
+from app.domain.serials import serial_int
 from app.pki import crl as crl_pki
 from app.pki import ocsp as ocsp_pki
 from app.pki.ocsp import CertId, CertStatus, SingleAnswer
 from app.services.status.context import StatusContext
 from app.services.status.responder import Responder
-from app.storage.status_repository import CertificateState
 
 
 class OcspSigner:
@@ -23,7 +24,7 @@ class OcspSigner:
         """This CA's CertID of ``serial`` in a stored shape (see :func:`.ocsp.shape_key`)."""
         hash_name, params = ocsp_pki.parse_shape_key(shape)
         name_hash, key_hash = self.issuer.by_hash[hash_name]
-        return CertId(hash_name, name_hash, key_hash, int(serial, 16), params=params)
+        return CertId(hash_name, name_hash, key_hash, serial_int(serial), params=params)
 
     @staticmethod
     def answer_for(cert_id: CertId, state: CertificateState | None) -> SingleAnswer:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 import click
 
+from app.cli.common import fail, run_wired
+from app.clock import SystemClock
 from app.routers.schemas import RevocationReasonName
+
+if TYPE_CHECKING:
+    from app.bootstrap import Wiring
 
 T = TypeVar("T")
 STATUSES = ("active", "revoked", "expired", "locked")
@@ -21,30 +26,14 @@ def certificates_group() -> None:
     """Issued certificates: list, show, revoke (CA-side)."""
 
 
-def _fail(message: str) -> None:
-    from app.cli import _fail as fail
+def _read(action: Callable[[Any], Awaitable[T]]) -> T:
+    """``action`` in one read-only transaction."""
 
-    fail(message)
-
-
-async def _with_db(action: Callable[[Any], Awaitable[T]]) -> T:
-    from app.cli import _settings
-    from app.storage.db import Database, make_engine
-
-    settings = _settings()
-    db = Database(make_engine(settings.resolved_database_url,
-                              timeout_seconds=settings.database_timeout_seconds))
-    try:
-        async with db.transaction(write=False) as conn:
+    async def read(wiring: Wiring) -> T:
+        async with wiring.db.transaction(write=False) as conn:
             return await action(conn)
-    finally:
-        await db.dispose()
 
-
-def _run(make: Callable[[], Awaitable[T]]) -> T:
-    from app.cli import _run as run
-
-    return run(make)
+    return run_wired(read)
 
 
 def _resource(certificate: Any, now: datetime) -> dict[str, Any]:
@@ -64,7 +53,6 @@ def certificates_list(client_id: str | None, status: str | None, issued_from: da
     """Issued certificates, oldest first; a table with a header row by default."""
     from datetime import UTC
 
-    from app.clock import SystemClock
     from app.storage.certificate_query import CertificateFilter, list_certificates
 
     def utc(moment: datetime | None) -> datetime | None:
@@ -72,7 +60,7 @@ def certificates_list(client_id: str | None, status: str | None, issued_from: da
 
     now = SystemClock().now()
     where = CertificateFilter(client_id, status, utc(issued_from), utc(issued_to))
-    found = _run(lambda: _with_db(lambda conn: list_certificates(conn, where, now)))
+    found = _read(lambda conn: list_certificates(conn, where, now))
     if as_json:
         for certificate in found:
             resource = _resource(certificate, now)
@@ -93,7 +81,6 @@ def certificates_list(client_id: str | None, status: str | None, issued_from: da
 @click.argument("id_or_serial", metavar="ID|SERIAL")
 def certificates_show(id_or_serial: str) -> None:
     """One certificate as JSON (the API's resource) with its issuing bank."""
-    from app.clock import SystemClock
     from app.storage.certificate_query import find_certificate
     from app.storage.repository import Repository
 
@@ -106,9 +93,9 @@ def certificates_show(id_or_serial: str) -> None:
                 "bank": {"client_id": certificate.issued_by_client,
                          "name": bank.name if bank is not None else None}}
 
-    shown = _run(lambda: _with_db(show))
+    shown = _read(show)
     if shown is None:
-        _fail(f"no certificate {id_or_serial}")
+        fail(f"no certificate {id_or_serial}")
     click.echo(json.dumps(shown))
 
 
@@ -118,22 +105,17 @@ def certificates_show(id_or_serial: str) -> None:
 def certificates_revoke(id_or_serial: str, reason: str) -> None:
     """Revoke as the CA (no PIN, no verification); audited as the operator, published to
     OCSP and the CRL. Prints the certificate resource."""
-    from app.cli import _audit_secrets, _settings, _with_status
-    from app.clock import SystemClock
     from app.domain.certificates import RevocationReason
     from app.domain.errors import DomainError
     from app.services.operator_revocation import OperatorRevocation
 
-    clock = SystemClock()
-
-    async def revoke(status: Any) -> Any:
-        audit_key = (await _audit_secrets(_settings())).audit_key
-        return await OperatorRevocation(status.db, status, audit_key, clock).revoke(
+    async def revoke(wiring: Wiring) -> Any:
+        status = await wiring.status(audited=True)
+        return await OperatorRevocation(status.uow, status, wiring.clock).revoke(
             id_or_serial, RevocationReason.from_api_name(reason))
 
     try:
-        revoked = _run(lambda: _with_status(revoke))
+        revoked = run_wired(revoke)
     except DomainError as exc:
-        _fail(exc.detail)
-        return
-    click.echo(json.dumps(_resource(revoked, clock.now())))
+        fail(exc.detail)
+    click.echo(json.dumps(_resource(revoked, SystemClock().now())))

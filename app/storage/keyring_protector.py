@@ -1,6 +1,6 @@
 """The local key ring file as a running service needs it: re-read when the file changes.
 
-:class:`app.storage.keyring.LocalKeyRing` holds the keys of one reading of the file. A service
+:class:`app.storage.local_keyring.LocalKeyRing` holds the keys of one reading of the file. A service
 runs for weeks, while ``certcloud keys rotate`` adds a key to the file and ``certcloud keys
 rewrap`` moves blobs to it from another process. So the service checks the file (one ``stat``)
 before each wrap, and re-reads it when a blob names a key it has not seen yet: new blobs use the
@@ -12,23 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from app.storage.keyring import LocalKeyRing
+from app.domain.records import MasterKeyInfo
+from app.storage.local_keyring import LocalKeyRing
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MasterKeyInfo:
-    """One master key as ``certcloud keys status`` shows it."""
-
-    id: str
-    location: str  # "local" or "pkcs11"
-    created_at: datetime | None
-    current: bool
 
 
 class KeyRingFile:
