@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -256,6 +257,8 @@ async def test_signature_by_an_earlier_ca_verifies(settings: Any, clock: Any) ->
         signature = b64(await _sign(bank, holder, data=b64(DATA), format="cms"))
     old_ca = (settings.ca_dir / "ca.cert.pem").read_bytes()
     shutil.move(settings.ca_dir, settings.data_dir / "old-ca")
+    if settings.ca.key_store == "pkcs11":  # the old CA key stays on the token, under its label
+        settings.ca.key_label = f"certcloud-ca-{uuid.uuid4().hex[:8]}"
     init_ca(settings, clock)  # a new CA key and certificate
     assert (settings.ca_dir / "ca.cert.pem").read_bytes() != old_ca
     async with running(settings, clock) as service:
