@@ -14,7 +14,7 @@ from typing import cast
 import httpx
 
 from app.domain.ports import Clock, KeyProtector, PhoneVerifier
-from app.pki.ca import CertificateAuthority, Profile
+from app.pki.ca import CertificateAuthority, Profile, load_previous_cas
 from app.pki.keys import KdfParams
 from app.services import audit
 from app.services.auth import AuthService
@@ -22,6 +22,8 @@ from app.services.cades import CmsExtras
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
 from app.services.custody import KeyCustody, key_binding, responder_binding, tsa_binding
+from app.services.identity_binding import IdentityBinding, random_binding, rrn_binding
+from app.services.identity_check import IdentityCheckService
 from app.services.issuer import Issuer
 from app.services.kdf_pool import KdfPool
 from app.services.limits import CounterStore, RateLimiter
@@ -30,6 +32,7 @@ from app.services.notices import Notices
 from app.services.pin_gate import PinGate
 from app.services.rotation import KeyRotation, ManagedKeyProtector
 from app.services.secrets import AuditKeys, ServerSecrets
+from app.services.signature_verification import SignatureVerificationService
 from app.services.signing import SigningService
 from app.services.status import StatusService
 from app.services.suspension import SuspensionService
@@ -49,6 +52,7 @@ from app.startup import (
 )
 from app.storage.db import Database
 from app.storage.idempotency import IdempotencyStore, ReplyKeys
+from app.storage.identity_tables import person_rrns, vid_randoms
 from app.storage.rate_counters import DatabaseCounters
 from app.storage.redis_counters import RedisCounters
 from app.storage.status_listener import PgChangeListener, asyncpg_dsn
@@ -217,6 +221,10 @@ def wrapped_blobs(db: Database) -> SqlWrappedBlobs:
                   "wrapped_key", responder_binding),
         BlobTable("tsa_signers.wrapped_key", tsa_signers, "id", "master_key_id", "wrapped_key",
                   tsa_binding),
+        BlobTable("vid_randoms.wrapped", vid_randoms, "certificate_id", "master_key_id",
+                  "wrapped", random_binding),
+        BlobTable("person_rrns.wrapped", person_rrns, "person_id", "master_key_id", "wrapped",
+                  rrn_binding),
     ])
 
 
@@ -245,6 +253,8 @@ class Container:
     custody: KeyCustody
     notices: Notices
     idempotency: IdempotencyStore
+    signature_verification: SignatureVerificationService
+    identity_check: IdentityCheckService
 
     def readiness_checks(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What ``/readyz`` reaches, by component name."""
@@ -304,12 +314,18 @@ async def build_container(settings: Settings, clock: Clock,
     limiter = wiring.limiter
     verifications = VerificationService(uow, verifier, secrets_, clock, limiter, settings.limits)
     pin_gate = PinGate(uow, custody, clock)
+    binding = IdentityBinding(uow, protector)
     certificates = CertificateService(uow, issuer, custody, secrets_, clock, notices=notices,
                                       pin_gate=pin_gate, verifications=verifications,
-                                      revocations=status)
+                                      revocations=status, binding=binding)
     tsa = TimeStampService(uow, ca, protector, settings.tsa, issuer.profile, clock, limiter)
     signing = SigningService(uow, certificates, pin_gate, clock, limiter, settings.limits,
-                             CmsExtras.of(ca, tsa))
+                             CmsExtras.of(ca, tsa), binding=binding)
+    trusted_cas = (ca.certificate, *ca.chain, *load_previous_cas(settings.ca_dir))
+    verification = SignatureVerificationService(certificates, trusted_cas, clock, limiter,
+                                                settings.limits)
+    identity_check = IdentityCheckService(uow, certificates, binding, secrets_, clock, limiter,
+                                          settings.limits)
     lookup = LookupService(uow, secrets_, clock, limiter, settings.limits)
     audit_service = audit.AuditService(uow, secrets_.audit_key)
     try:
@@ -331,4 +347,5 @@ async def build_container(settings: Settings, clock: Clock,
             revocations=status, max_hold=timedelta(days=settings.suspension_max_days)),
         audit=audit_service, lookup=lookup, signing=signing,
         csc=CscService(uow, certificates, signing, lookup, clock), status=status, tsa=tsa,
-        limiter=limiter, custody=custody, notices=notices, idempotency=wiring.idempotency())
+        limiter=limiter, custody=custody, notices=notices, idempotency=wiring.idempotency(),
+        signature_verification=verification, identity_check=identity_check)

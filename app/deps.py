@@ -19,7 +19,9 @@ from app.services.audit import AuditService
 from app.services.auth import AuthService, Principal, Scope
 from app.services.certificates import CertificateService
 from app.services.csc import CscService
+from app.services.identity_check import IdentityCheckService
 from app.services.lookup import LookupService
+from app.services.signature_verification import SignatureVerificationService
 from app.services.signing import SigningService
 from app.services.suspension import SuspensionService
 from app.services.verifications import VerificationService
@@ -32,6 +34,8 @@ SCOPE_DESCRIPTIONS = {
     Scope.SIGN.value: "Sign with a certificate's key, change its PIN, CSC API",
     Scope.AUDIT.value: "Read the audit trail (operators only)",
     Scope.METRICS.value: "Read /metrics (operators' scrapers; needed in production only)",
+    Scope.IDENTITY_CHECK.value: "Check an RRN against a certificate's VID (relying parties; "
+                                "never granted by default)",
 }
 
 oauth2_scheme = OAuth2(
@@ -60,6 +64,9 @@ VerifierDep = Annotated[PhoneVerifier, _part(lambda c: c.verifier)]
 CertificatesDep = Annotated[CertificateService, _part(lambda c: c.certificates)]
 LookupDep = Annotated[LookupService, _part(lambda c: c.lookup)]
 SigningDep = Annotated[SigningService, _part(lambda c: c.signing)]
+SignatureVerificationDep = Annotated[SignatureVerificationService,
+                                     _part(lambda c: c.signature_verification)]
+IdentityCheckDep = Annotated[IdentityCheckService, _part(lambda c: c.identity_check)]
 CscDep = Annotated[CscService, _part(lambda c: c.csc)]
 SuspensionsDep = Annotated[SuspensionService, _part(lambda c: c.suspensions)]
 CaDep = Annotated[CertificateAuthority, _part(lambda c: c.issuer.ca)]
@@ -101,6 +108,8 @@ IssueClient = Annotated[Principal, Security(current_principal, scopes=[Scope.ISS
 ReadClient = Annotated[Principal, Security(current_principal, scopes=[Scope.READ.value])]
 RevokeClient = Annotated[Principal, Security(current_principal, scopes=[Scope.REVOKE.value])]
 SignClient = Annotated[Principal, Security(current_principal, scopes=[Scope.SIGN.value])]
+IdentityCheckClient = Annotated[Principal, Security(current_principal,
+                                                   scopes=[Scope.IDENTITY_CHECK.value])]
 AuditClient = Annotated[Principal, Security(current_principal, scopes=[Scope.AUDIT.value])]
 MetricsReader = Annotated[Principal | None,
                           Security(metrics_reader, scopes=[Scope.METRICS.value])]

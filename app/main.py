@@ -26,6 +26,7 @@ from app.routers import (
     ocsp,
     problem_pages,
     problems,
+    relying_party,
     sandbox,
     tsa,
     verifications,
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                    problem_pages):
         app.include_router(module.router)
     app.include_router(signatures_router.router)
+    app.include_router(relying_party.router)
     app.include_router(csc_router.router)
     app.include_router(sandbox.callbacks_router)
     if not settings.is_production:  # every /sandbox path is 404 in production

@@ -109,6 +109,10 @@ class LimitsSettings(BaseModel):
     token_failures_per_client_per_minute: int = Field(300, ge=1)
     # RRN lookups (v1 lookup, CSC credentials/list) of one bank client: an RRN is guessable.
     lookups_per_client_per_minute: int = Field(60, ge=1)
+    # POST /v1/signatures/verify needs no account: checks per source address.
+    signature_checks_per_address_per_minute: int = Field(120, ge=1)
+    # POST /v1/identity/check of one relying-party client: each answer is an RRN oracle.
+    identity_checks_per_client_per_minute: int = Field(30, ge=1)
     # Keep the counters in Redis instead of the database (e.g. redis://cache:6379/0).
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(1.0, gt=0, le=30)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from app.domain.records import BlobMove
 from app.domain.repositories import (
     AuditLog,
+    IdentitySecrets,
     Leftovers,
     Outbox,
     Records,
@@ -117,6 +118,7 @@ class UnitOfWork(Protocol):
     leftovers: Leftovers
     suspensions: Suspensions
     tsa: TsaRecords
+    identity: IdentitySecrets
     audit: AuditAppender
 
     async def commit(self) -> None: ...

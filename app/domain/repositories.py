@@ -1,7 +1,8 @@
 """What the use cases read and write, one transaction's worth at a time: app/storage
 implements these (``repository``, ``status_repository``, ``csc_repository``, ``notice_outbox``,
-``audit_log``, ``suspension_repository``, ``tsa_repository``) and tests/unit/fakes.py fakes
-them. Rows of persons and clients come back as records with the tables' column names."""
+``audit_log``, ``suspension_repository``, ``tsa_repository``, ``identity_repository``) and
+tests/unit/fakes.py fakes them. Rows of persons and clients come back as records with the
+tables' column names."""
 
 from __future__ import annotations
 
@@ -178,6 +179,18 @@ class Leftovers(Protocol):
     async def delete_pending_certificates(self, created_before: datetime) -> int: ...
     async def delete_idempotency_keys(self, created_before: datetime) -> int: ...
     async def delete_rate_windows(self, started_before: datetime) -> int: ...
+
+
+class IdentitySecrets(Protocol):
+    """The wrapped secrets behind certificates' VIDs (``(master_key_id, blob)`` pairs): each
+    certificate's random R and each person's RRN; never in clear."""
+
+    async def add_vid_random(self, certificate_id: str, *, master_key_id: str, wrapped: bytes,
+                             now: datetime) -> None: ...
+    async def vid_random(self, certificate_id: str) -> tuple[str, bytes] | None: ...
+    async def put_person_rrn(self, person_id: str, *, master_key_id: str, wrapped: bytes,
+                             now: datetime) -> None: ...
+    async def person_rrn(self, person_id: str) -> tuple[str, bytes] | None: ...
 
 
 class AuditLog(Protocol):

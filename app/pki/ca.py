@@ -29,6 +29,7 @@ CA_KEY_REF_FILE = "ca.key.pkcs11.json"
 # pending while there is a request but no certificate), and the certificates above it.
 CA_CSR_FILE = "ca.csr.pem"
 CA_CHAIN_FILE = "chain.pem"
+CA_PREVIOUS_FILE = "previous.pem"  # earlier CA certificates still trusted for verification
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,15 @@ def install_ca_certificate(certificate: x509.Certificate, chain: Sequence[x509.C
         handle.write(certificate.public_bytes(serialization.Encoding.PEM))
 
 
+def load_previous_cas(directory: Path) -> tuple[x509.Certificate, ...]:
+    """Earlier CA certificates (PEM, in ``previous.pem``) kept after a CA key or certificate
+    rollover: signatures by certificates they issued still verify. None when absent."""
+    path = directory / CA_PREVIOUS_FILE
+    if not path.exists():
+        return ()
+    return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
+
+
 def load_ca(directory: Path) -> CertificateAuthority:
     """:raises FileNotFoundError: when no CA was initialised there."""
     cert = x509.load_pem_x509_certificate((directory / CA_CERT_FILE).read_bytes())
@@ -249,12 +259,18 @@ def subject_for(name: str, person_id: str) -> x509.Name:
 def issue_end_entity(
     ca: CertificateAuthority, profile: Profile, *, public_key: CertificatePublicKeyTypes,
     subject: x509.Name, serial: int, not_before: datetime, not_after: datetime,
+    identify_data: x509.OtherName | None = None,
 ) -> x509.Certificate:
     """Sign a personal signing certificate: digitalSignature + nonRepudiation, no EKU (so CMS
-    verifiers accept it for any purpose), the service policy, AIA and CRL distribution point."""
+    verifiers accept it for any purpose), the service policy, AIA and CRL distribution point,
+    and the holder's KISA identifyData (VID, ``app.pki.vid``) in subjectAltName when given."""
     ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = x509.CertificateBuilder()
+    if identify_data is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([identify_data]),
+                                        critical=False)
     return (
-        x509.CertificateBuilder()
+        builder
         .subject_name(subject)
         .issuer_name(ca.certificate.subject)
         .public_key(public_key)

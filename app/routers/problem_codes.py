@@ -122,6 +122,9 @@ CODES: dict[str, ProblemCode] = {
     "rate_limited_signatures_per_certificate": _limit("signatures_per_certificate", 60, 60),
     "rate_limited_lookups_per_client": _limit("lookups_per_client", 60, 60),
     "rate_limited_tsa_requests_per_address": _limit("tsa_requests_per_address", 120, 60),
+    "rate_limited_signature_checks_per_address": _limit("signature_checks_per_address", 120,
+                                                        60),
+    "rate_limited_identity_checks_per_client": _limit("identity_checks_per_client", 30, 60),
     "rate_limiter_unavailable": ProblemCode(503, "the rate-limit store is unavailable", "The "
                                             "shared counter store (Redis) cannot be reached; "
                                             "limited operations are refused.", _OUTAGE),
@@ -253,6 +256,21 @@ CODES.update({
                                          "nothing was signed and no PIN try was counted.",
                                          _OUTAGE),
     "serial_invalid": _bad("serial must be hexadecimal", "The serial is not hexadecimal."),
+    # Relying parties (signature verification, identity check).
+    "signature_malformed": _bad("the signature is not a DER CMS SignedData", "The signature "
+                                "cannot be read as DER CMS (ContentInfo with SignedData)."),
+    "cms_not_signed_data": _bad("the CMS is not SignedData", "The CMS ContentInfo holds "
+                                "another content type."),
+    "cms_signer_count": _bad("the SignedData must carry exactly one SignerInfo", "Only "
+                             "SignedData with one signer is verified."),
+    "certificate_required": _bad("a raw signature needs certificate_pem or serial", "The "
+                                 "signer's certificate is missing (or given twice)."),
+    "certificate_invalid": _bad("certificate_pem is not a PEM certificate", "certificate_pem "
+                                "cannot be read as a PEM X.509 certificate."),
+    "certificate_without_vid": ProblemCode(409, "the certificate carries no VID (issued before "
+                                           "identity binding)", "The certificate was issued "
+                                           "before certificates carried a VID.",
+                                           "Check a newer certificate of the person."),
     # Status.
     "crl_unavailable": ProblemCode(503, "no CRL has been published yet", "No CRL was "
                                    "published yet.", _OUTAGE),

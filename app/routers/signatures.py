@@ -65,6 +65,10 @@ class SignatureCreate(BaseModel):
     padding: Literal["pkcs1v15", "pss"] = Field(
         "pkcs1v15", description="RSA keys only: PSS uses MGF1 with the digest algorithm and a "
                                 "salt as long as the digest")
+    include_r: StrictBool = Field(
+        False, description="Also return `r_value`, the signing certificate's VID random R "
+                           "(KISA identity binding), as KFTC's SDK returns `rValue`: whoever "
+                           "knows the holder's RRN then checks the certificate's VID")
 
 
 class SignaturePublic(BaseModel):
@@ -77,6 +81,9 @@ class SignaturePublic(BaseModel):
     renewed: CertificatePublic | None = Field(
         description="Set when this request renewed the certificate (last 30 days before "
                     "expiry); the signature(s) were then made with the renewed certificate")
+    r_value: str | None = Field(
+        None, description="base64 of the signing certificate's VID random R; only with "
+                          "`include_r` (null for a certificate issued without a VID)")
 
 
 def _b64(value: str, field: str) -> bytes:
@@ -118,13 +125,17 @@ async def create_signature(certificate_id: str, body: SignatureCreate, principal
         payloads=payloads,
         options=SignOptions(format=SignatureFormat(body.format),
                             mechanism=Mechanism(body.digest_algorithm, Padding(body.padding)),
-                            detached=body.detached, timestamp=body.timestamp))
+                            detached=body.detached, timestamp=body.timestamp,
+                            include_r=body.include_r))
     now = clock.now()
     encoded = [base64.b64encode(s).decode() for s in signed.signatures]
     reply = SignaturePublic(
         signature=None if batch else encoded[0], signatures=encoded if batch else None,
         format=body.format,
         certificate_pem=CertificatePublic.of(signed.certificate, now).certificate_pem,
-        renewed=None if signed.renewed is None else CertificatePublic.of(signed.renewed, now))
-    content = reply.model_dump(mode="json", exclude={"signature" if batch else "signatures"})
+        renewed=None if signed.renewed is None else CertificatePublic.of(signed.renewed, now),
+        r_value=None if signed.random_r is None else base64.b64encode(signed.random_r).decode())
+    excluded = {"signature" if batch else "signatures"} | (set() if body.include_r
+                                                          else {"r_value"})
+    content = reply.model_dump(mode="json", exclude=excluded)
     return JSONResponse(content, headers={"Cache-Control": "no-store"})

@@ -28,6 +28,7 @@ class Scope(enum.StrEnum):
     SIGN = "signatures:create"
     AUDIT = "audit:read"
     METRICS = "metrics:read"  # operators' scrapers; like audit:read, never a bank default
+    IDENTITY_CHECK = "identity:check"  # relying parties: an RRN oracle, never a bank default
 
 
 BANK_SCOPES = (Scope.ISSUE, Scope.READ, Scope.REVOKE, Scope.SIGN)

@@ -32,6 +32,7 @@ from app.domain.records import OutboxNotice
 from app.domain.verification import Purpose, normalize_phone
 from app.pki.keys import UserPrivateKey
 from app.services.custody import KeyCustody
+from app.services.identity_binding import IdentityBinding
 from app.services.issuer import Issuer, serial_hex
 from app.services.notices import ContactUpdate, Notices
 from app.services.operator_revocation import store_revocation
@@ -74,9 +75,12 @@ class CertificateService:
     def __init__(self, uow: UnitOfWorkFactory, issuer: Issuer, custody: KeyCustody,
                  secrets_: ServerSecrets, clock: Clock, *, notices: Notices,
                  pin_gate: PinGate, verifications: VerificationService,
-                 revocations: RevocationRecorder | None = None) -> None:
+                 revocations: RevocationRecorder | None = None,
+                 binding: IdentityBinding | None = None) -> None:
         self.uow, self.issuer, self.custody = uow, issuer, custody
         self.pin_gate, self.verifications = pin_gate, verifications
+        # The VID in each new certificate (R and the RRN under the master-key layer).
+        self.binding = binding or IdentityBinding(uow, custody.protector)
         # SMS notices to the phone on record: queued in the change's transaction, sent after.
         self.notices = notices
         self.secrets, self.clock = secrets_, clock
@@ -138,7 +142,8 @@ class CertificateService:
             await uow.commit()
         return await self._sign_and_activate(
             new, person_id=person_id, name=person.name, now=now, client_id=client_id,
-            action="issue", contact=ContactUpdate(person.name, phone, person.email))
+            action="issue", contact=ContactUpdate(person.name, phone, person.email),
+            rrn_digits=rrn.digits)
 
     async def reissue(self, *, client_id: str, certificate_id: str, verification_id: str,
                       pin: str) -> Certificate:
@@ -191,7 +196,8 @@ class CertificateService:
 
     async def _sign_and_activate(self, new: _NewCertificate, *, person_id: str, name: str,
                                  now: datetime, client_id: str, action: str,
-                                 contact: ContactUpdate | None = None) -> Certificate:
+                                 contact: ContactUpdate | None = None,
+                                 rrn_digits: str | None = None) -> Certificate:
         """The CA signs only after the pending row is stored; activation then supersedes the
         person's active certificate in one transaction, under the person's row lock, and
         stores the ``contact`` data. The phone on record (and the one it replaced) is told."""
@@ -199,9 +205,13 @@ class CertificateService:
         published: int | None = None
         queued: list[OutboxNotice] = []
         try:
+            # A new R for every certificate; a renewal or reissue uses the RRN on record.
+            vid = await self.binding.prepare(certificate_id=certificate_id,
+                                             person_id=person_id, name=name,
+                                             rrn_digits=rrn_digits)
             der = await self.issuer.sign(key=new.key, name=name, person_id=person_id,
                                          serial=serial, not_before=now,
-                                         not_after=now + VALIDITY)
+                                         not_after=now + VALIDITY, identify_data=vid.san)
             async with self.uow() as uow:
                 repo = uow.records
                 person = await repo.get_person(person_id, for_update=True)
@@ -215,6 +225,7 @@ class CertificateService:
                 await repo.activate_certificate(certificate_id, certificate_der=der,
                                                 master_key_id=new.master_key_id,
                                                 wrapped_key=new.wrapped, now=now)
+                await self.binding.store(uow, vid, now)
                 replaced = None if contact is None else await self.notices.set_contact(
                     uow, person_id, contact, client_id=client_id, cause=action, now=now)
                 queued = await self.notices.enqueue(

@@ -36,11 +36,12 @@ class Issuer:
         return x509.random_serial_number()  # 159 random bits, positive
 
     async def sign(self, *, key: UserPrivateKey, name: str, person_id: str, serial: int,
-                   not_before: datetime, not_after: datetime) -> bytes:
+                   not_before: datetime, not_after: datetime,
+                   identify_data: x509.OtherName | None = None) -> bytes:
         certificate = await asyncio.to_thread(
             issue_end_entity, self.ca, self.profile, public_key=key.public_key(),
             subject=subject_for(name, person_id), serial=serial, not_before=not_before,
-            not_after=not_after)
+            not_after=not_after, identify_data=identify_data)
         return certificate.public_bytes(serialization.Encoding.DER)
 
 

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
@@ -36,6 +36,7 @@ from app.pki.signing import (
 )
 from app.services.cades import CmsExtras
 from app.services.certificates import CertificateService
+from app.services.identity_binding import IdentityBinding
 from app.services.limits import Limit, RateLimiter
 from app.services.pin_gate import PinGate
 from app.services.tsa import Stamper
@@ -65,6 +66,7 @@ class SignOptions:
     mechanism: Mechanism
     detached: bool = False
     timestamp: bool = False  # cms only: add a signature time-stamp (CAdES-T)
+    include_r: bool = False  # return the certificate's VID random R (KFTC's rValue)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Signed:
     signatures: list[bytes]
     certificate: Certificate
     renewed: Certificate | None
+    # The signing certificate's VID random R, only when asked (``include_r``).
+    random_r: bytes | None = field(default=None, repr=False)
 
 
 def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
@@ -112,10 +116,12 @@ def check_payloads(payloads: Sequence[Payload], options: SignOptions) -> None:
 class SigningService:
     def __init__(self, uow: UnitOfWorkFactory, certificates: CertificateService,
                  pin_gate: PinGate, clock: Clock, limiter: RateLimiter,
-                 limits: LimitsSettings | None = None, cms: CmsExtras | None = None) -> None:
+                 limits: LimitsSettings | None = None, cms: CmsExtras | None = None, *,
+                 binding: IdentityBinding | None = None) -> None:
         self.uow, self.certificates, self.pin_gate = uow, certificates, pin_gate
         self.clock, self.limiter = clock, limiter
         self.cms = cms or CmsExtras()
+        self.binding = binding or certificates.binding
         limits = limits or LimitsSettings()
         self.per_certificate = Limit("signatures_per_certificate",
                                      limits.signatures_per_certificate_per_minute, 60)
@@ -159,7 +165,10 @@ class SigningService:
         log.info("signed", extra={"certificate_id": certificate.id, "count": len(signatures),
                                   "format": options.format.value,
                                   "renewed": renewed is not None})
-        return Signed(signatures, certificate, renewed)
+        random_r = None
+        if options.include_r:  # only after the PIN opened the key: R is the holder's to give
+            random_r = await self.binding.random_of(certificate.id)
+        return Signed(signatures, certificate, renewed, random_r)
 
     async def sign_digests(self, *, client_id: str, certificate_id: str, pin: str,
                            digests: Sequence[bytes], mechanism: Mechanism

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from app.domain.ports import AuditAppender
 from app.domain.repositories import AuditLog as AuditLogPort
-from app.domain.repositories import Leftovers as LeftoversPort
 from app.domain.repositories import (
+    IdentitySecrets,
     Outbox,
     Records,
     Sads,
@@ -22,9 +22,11 @@ from app.domain.repositories import (
     Suspensions,
     TsaRecords,
 )
+from app.domain.repositories import Leftovers as LeftoversPort
 from app.storage.audit_log import AuditLog
 from app.storage.csc_repository import SadRepository
 from app.storage.db import Database
+from app.storage.identity_repository import IdentityRepository
 from app.storage.leftovers import Leftovers
 from app.storage.notice_outbox import NoticeOutbox
 from app.storage.repository import Repository
@@ -53,6 +55,7 @@ class SqlUnitOfWork:
         self.leftovers: LeftoversPort = Leftovers(conn)
         self.suspensions: Suspensions = SuspensionRepository(conn)
         self.tsa: TsaRecords = TsaRepository(conn)
+        self.identity: IdentitySecrets = IdentityRepository(conn)
         self.audit: AuditAppender = self._bind_audit(self.audit_log)
 
     async def __aenter__(self) -> SqlUnitOfWork:

@@ -1,4 +1,4 @@
-"""No PIN, OTP code, RRN or private key in logs, replies or the database."""
+"""No PIN, OTP code, RRN, VID random R or private key in logs, replies or the database."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ async def test_no_secret_anywhere(service: Service, bank: Bank,
         issued = await bank.issue(holder, pin=PIN)
         codes.append(await bank.sms_code(holder["phone"]))
         cert = issued.json()
+        signed = await bank.post(f"/v1/certificates/{cert['id']}/signatures",
+                                 {"pin": "902714", "data": "c2lnbg==", "format": "cms"})
+        assert signed.status_code == 200 and "r_value" not in signed.json()
         await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": "111111",
                                                                "new_pin": "583920"})
         await bank.post(f"/v1/certificates/{cert['id']}/pin", {"pin": PIN,
@@ -42,6 +45,8 @@ async def test_no_secret_anywhere(service: Service, bank: Bank,
         await bank.post(f"/v1/certificates/{new['id']}/revoke", {"pin": "417093"})
         _, key = await service.container.pin_gate.open_key(new["id"], "417093",
                                                                require_usable=False)
+        binding = service.container.certificates.binding
+        randoms = [await binding.random_of(cert["id"]), await binding.random_of(new["id"])]
 
     rrn = holder["rrn"]
     secrets = [PIN, "583920", "417093", rrn, rrn.replace("-", ""), *codes]
@@ -56,4 +61,8 @@ async def test_no_secret_anywhere(service: Service, bank: Bank,
             for form in _forms(secret):
                 assert form not in haystack, f"a secret ({len(secret)} chars) is in the {where}"
         assert key_der[-64:] not in haystack, f"private key bytes in the {where}"
+        for random_r in randoms:  # each certificate's VID random R (issue 14)
+            assert random_r is not None and len(random_r) == 20
+            for form in (random_r, base64.b64encode(random_r), random_r.hex().encode()):
+                assert form not in haystack, f"a VID random R is in the {where}"
         assert base64.b64encode(key_der)[100:164] not in haystack

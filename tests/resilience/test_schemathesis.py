@@ -62,7 +62,7 @@ def client(template_dir: Path, database_url: str,
     settings_ = make_settings(data_dir, database_url, log_level="INFO")
     client_id, secret = asyncio.run(create_client(
         data_dir, database_url, "schemathesis",
-        [s.value for s in BANK_SCOPES] + [Scope.AUDIT.value]))
+        [s.value for s in BANK_SCOPES] + [Scope.AUDIT.value, Scope.IDENTITY_CHECK.value]))
     app: Any = create_app(settings_)
     try:
         with schemathesis_asgi.get_client(app) as session:
