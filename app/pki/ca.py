@@ -93,6 +93,44 @@ def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | hashes.S
     return hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) else hashes.SHA256()
 
 
+def issued_by(
+    ca_key: CertificateIssuerPrivateKeyTypes, ca_certificate: x509.Certificate, *,
+    subject: x509.Name, public_key: CertificatePublicKeyTypes, serial: int,
+    not_before: datetime, not_after: datetime,
+) -> tuple[x509.CertificateBuilder, hashes.SHA256 | hashes.SHA384]:
+    """A certificate the CA issues, started: subject, issuer, key, serial and validity; and
+    the hash to sign it with (by the CA key's type). The caller adds its extensions, among
+    them :func:`authority_key_identifier`, and signs with ``ca_key``."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    return builder, _hash_for(ca_key)
+
+
+def authority_key_identifier(ca_certificate: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AuthorityKeyIdentifier of a certificate ``ca_certificate`` issues: its SKI."""
+    ski = ca_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def service_subject(ca_certificate: x509.Certificate, common_name: str) -> x509.Name:
+    """The name of a certificate the CA issues to one of its own services (the OCSP
+    responder, the TSA): the CA's country and organization, then ``common_name``."""
+    organization = ca_certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    country = ca_certificate.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+    return x509.Name([
+        *(x509.NameAttribute(NameOID.COUNTRY_NAME, str(a.value)) for a in country[:1]),
+        *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(a.value)) for a in organization[:1]),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
 def create_ca(
     *, common_name: str, organization: str, country: str, now: datetime, validity_years: int
 ) -> CertificateAuthority:
@@ -264,27 +302,21 @@ def issue_end_entity(
     """Sign a personal signing certificate: digitalSignature + nonRepudiation, no EKU (so CMS
     verifiers accept it for any purpose), the service policy, AIA and CRL distribution point,
     and the holder's KISA identifyData (VID, ``app.pki.vid``) in subjectAltName when given."""
-    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = x509.CertificateBuilder()
+    builder, algorithm = issued_by(ca.key, ca.certificate, subject=subject,
+                                   public_key=public_key, serial=serial,
+                                   not_before=not_before, not_after=not_after)
     if identify_data is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName([identify_data]),
                                         critical=False)
     return (
         builder
-        .subject_name(subject)
-        .issuer_name(ca.certificate.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=True, key_encipherment=False,
             data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
             encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
+        .add_extension(authority_key_identifier(ca.certificate), critical=False)
         .add_extension(x509.CertificatePolicies([
             x509.PolicyInformation(x509.ObjectIdentifier(profile.policy_oid), None)]),
             critical=False)
@@ -297,5 +329,5 @@ def issue_end_entity(
         .add_extension(x509.CRLDistributionPoints([
             x509.DistributionPoint([x509.UniformResourceIdentifier(profile.crl_url)],
                                    None, None, None)]), critical=False)
-        .sign(ca.key, _hash_for(ca.key))
+        .sign(ca.key, algorithm)
     )

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from app.pki.ca import authority_key_identifier, issued_by, service_subject
 
 
 def generate_responder_key(algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
@@ -29,24 +30,12 @@ def issue_responder_certificate(
     """The delegated OCSP responder certificate (RFC 6960 §4.2.2.2): issued by the CA,
     digitalSignature, EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck (§4.2.2.2.1), so clients
     never ask about the responder itself; kept short-lived instead."""
-    organization = ca_certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    country = ca_certificate.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-    subject = x509.Name([
-        *(x509.NameAttribute(NameOID.COUNTRY_NAME, str(a.value)) for a in country[:1]),
-        *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(a.value)) for a in organization[:1]),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"OCSP Responder {not_before:%Y%m%d%H%M%S}"),
-    ])
-    ca_ski = ca_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    algorithm = hashes.SHA384() if isinstance(ca_key, ec.EllipticCurvePrivateKey) else (
-        hashes.SHA256())
+    subject = service_subject(ca_certificate, f"OCSP Responder {not_before:%Y%m%d%H%M%S}")
+    builder, algorithm = issued_by(
+        ca_key, ca_certificate, subject=subject,
+        public_key=public_key, serial=serial, not_before=not_before, not_after=not_after)
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_certificate.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        builder
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=False, key_encipherment=False,
             data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
@@ -54,8 +43,7 @@ def issue_responder_certificate(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
+        .add_extension(authority_key_identifier(ca_certificate), critical=False)
         .sign(ca_key, algorithm)
     )
 

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from app.pki.ca import authority_key_identifier, issued_by, service_subject
 from app.pki.cms import signature_algorithm, signing_certificate_v2
 from app.pki.keys import UserPrivateKey
 from app.pki.signing import DIGEST_SIZES, HashName, Mechanism, digest, sign_digest
@@ -188,25 +189,12 @@ def issue_tsa_certificate(
     """The TSA certificate (RFC 3161 §2.3): issued by the CA, digitalSignature only, EKU
     id-kp-timeStamping alone and critical (§2.3); the TSA policy in certificatePolicies; the
     CRL and the CA certificate's address (no OCSP: the responder answers for subscribers)."""
-    organization = ca_certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    country = ca_certificate.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-    subject = x509.Name([
-        *(x509.NameAttribute(NameOID.COUNTRY_NAME, str(a.value)) for a in country[:1]),
-        *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(a.value)) for a in organization[:1]),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"Time-Stamping Authority "
-                                                f"{not_before:%Y%m%d%H%M%S}"),
-    ])
-    ca_ski = ca_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    algorithm = hashes.SHA384() if isinstance(ca_key, ec.EllipticCurvePrivateKey) else (
-        hashes.SHA256())
+    subject = service_subject(ca_certificate, f"Time-Stamping Authority {not_before:%Y%m%d%H%M%S}")
+    builder, algorithm = issued_by(
+        ca_key, ca_certificate, subject=subject,
+        public_key=public_key, serial=serial, not_before=not_before, not_after=not_after)
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_certificate.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        builder
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -217,8 +205,7 @@ def issue_tsa_certificate(
         .add_extension(x509.CertificatePolicies([
             x509.PolicyInformation(x509.ObjectIdentifier(policy_oid), None)]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
+        .add_extension(authority_key_identifier(ca_certificate), critical=False)
         .add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
             AuthorityInformationAccessOID.CA_ISSUERS,
             x509.UniformResourceIdentifier(ca_issuers_url))]), critical=False)
