@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.routers.problems import problem
@@ -62,3 +64,27 @@ class BodyLimitMiddleware:
         # Inside RequestContextMiddleware: the reply carries the request id like any other.
         await problem(413, "body_too_large", "Body too large",
                       f"request bodies are limited to {self.limit} bytes")(scope, receive, send)
+
+
+async def read_der_body(request: Request, *, media_type: str, what: str, requests: str,
+                        limit: int) -> bytes | Response:
+    """The DER body of a protocol POST (OCSP, time-stamp), or the problem+json refusing it:
+    415 for another media type than ``media_type`` ("send the DER ``what`` as ..."), 413 over
+    ``limit`` bytes ("``requests`` are limited to ..."), by Content-Length or as it streams."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != media_type:
+        return problem(415, "unsupported_media_type", "Unsupported media type",
+                       f"send the DER {what} as {media_type}")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return _body_too_large(requests, limit)
+    der = bytearray()
+    async for chunk in request.stream():  # counted as it arrives, also without a length
+        der += chunk
+        if len(der) > limit:
+            return _body_too_large(requests, limit)
+    return bytes(der)
+
+
+def _body_too_large(requests: str, limit: int) -> Response:
+    return problem(413, "body_too_large", "Body too large",
+                   f"{requests} are limited to {limit} bytes")

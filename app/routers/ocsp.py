@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from app.routers.body_limit import read_der_body
 from app.routers.ocsp_fast import GET_TEMPLATE, MAX_GET_CHARS, OCSP_REQUEST
 from app.routers.ocsp_fast import decode_get_path as _decode_get_path
 from app.routers.ocsp_fast import matches as _matches
@@ -40,10 +41,6 @@ def _status(request: Request) -> StatusService:
     return service
 
 
-def _media_type(value: str) -> str:
-    return value.partition(";")[0].strip().lower()
-
-
 def _count(state: Any, label: str) -> None:
     """The answer in the app's Prometheus metrics (app/observability.py), when it has them
     (the request middleware counts the request)."""
@@ -58,19 +55,12 @@ def _count(state: Any, label: str) -> None:
 
 
 async def ocsp_post(request: Request) -> Response:
-    if _media_type(request.headers.get("content-type", "")) != OCSP_REQUEST:
-        return problem(415, "unsupported_media_type", "Unsupported media type",
-                       f"send the DER OCSPRequest as {OCSP_REQUEST}")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-        return _too_large()
-    der = bytearray()
-    async for chunk in request.stream():  # counted as it arrives, also without a length
-        der += chunk
-        if len(der) > MAX_REQUEST_BYTES:
-            return _too_large()
+    der = await read_der_body(request, media_type=OCSP_REQUEST, what="OCSPRequest",
+                              requests="OCSP requests", limit=MAX_REQUEST_BYTES)
+    if isinstance(der, Response):
+        return der
     status = _status(request)
-    reply = status.cached(bytes(der)) or await status.answer(bytes(der))
+    reply = status.cached(der) or await status.answer(der)
     _count(request.app.state, reply.label)
     return Response(reply.der, media_type=OCSP_RESPONSE)
 
@@ -88,11 +78,6 @@ async def ocsp_get(request: Request) -> Response:
     if _matches(request.headers.get("if-none-match"), wire.etag):
         return Response(status_code=304, headers=wire.headers)
     return Response(reply.der, media_type=OCSP_RESPONSE, headers=wire.headers)
-
-
-def _too_large() -> Response:
-    return problem(413, "body_too_large", "Body too large",
-                   f"OCSP requests are limited to {MAX_REQUEST_BYTES} bytes")
 
 
 async def crl(request: Request) -> Response:

@@ -15,39 +15,23 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from app.routers.body_limit import read_der_body
 from app.routers.problem_catalog import responses_for
-from app.routers.problems import problem
 from app.services.tsa import MAX_REQUEST_BYTES, TimeStampService
 
 TIMESTAMP_QUERY = "application/timestamp-query"
 TIMESTAMP_REPLY = "application/timestamp-reply"
 
 
-def _media_type(value: str) -> str:
-    return value.partition(";")[0].strip().lower()
-
-
-def _too_large() -> Response:
-    return problem(413, "body_too_large", "Body too large",
-                   f"time-stamp requests are limited to {MAX_REQUEST_BYTES} bytes")
-
-
 async def tsa_post(request: Request) -> Response:
-    if _media_type(request.headers.get("content-type", "")) != TIMESTAMP_QUERY:
-        return problem(415, "unsupported_media_type", "Unsupported media type",
-                       f"send the DER TimeStampReq as {TIMESTAMP_QUERY}")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-        return _too_large()
-    der = bytearray()
-    async for chunk in request.stream():  # counted as it arrives, also without a length
-        der += chunk
-        if len(der) > MAX_REQUEST_BYTES:
-            return _too_large()
+    der = await read_der_body(request, media_type=TIMESTAMP_QUERY, what="TimeStampReq",
+                              requests="time-stamp requests", limit=MAX_REQUEST_BYTES)
+    if isinstance(der, Response):
+        return der
     service: TimeStampService = request.app.state.container.tsa
     # The peer's address (uvicorn takes X-Forwarded-For only from --forwarded-allow-ips).
     source = request.client.host if request.client else "unknown"
-    reply = await service.reply(bytes(der), source=source)
+    reply = await service.reply(der, source=source)
     return Response(reply, media_type=TIMESTAMP_REPLY, headers={"Cache-Control": "no-store"})
 
 
