@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, text
 
-from app.storage.tables import UtcDateTime, metadata
+from app.storage.tables import UtcDateTime, metadata, signer_columns
 
 STATE_ROW_ID = 1
 
@@ -47,16 +47,7 @@ status_replicas = Table(
 )
 
 ocsp_responders = Table(
-    "ocsp_responders", metadata,
-    Column("id", String(36), primary_key=True),
-    Column("serial", String(64), nullable=False, unique=True),
-    Column("key_algorithm", String(16), nullable=False),
-    Column("certificate_der", LargeBinary, nullable=False),
-    Column("master_key_id", String(64), nullable=False),
-    Column("wrapped_key", LargeBinary, nullable=False),
-    Column("not_before", UtcDateTime, nullable=False),
-    Column("not_after", UtcDateTime, nullable=False, index=True),
-    Column("created_at", UtcDateTime, nullable=False),
+    "ocsp_responders", metadata, *signer_columns(),
 )
 
 ocsp_responses = Table(

@@ -145,3 +145,20 @@ verifications = Table(
     Column("verified_at", UtcDateTime, nullable=True),
     Column("used_at", UtcDateTime, nullable=True),
 )
+
+
+def signer_columns() -> list[Column[Any]]:
+    """The columns of a table of service signers the CA issued (``ocsp_responders``,
+    ``tsa_signers``): the certificate, its key wrapped by the KeyProtector, and its validity
+    (the newest usable one signs). New objects on each call: a Column belongs to one table."""
+    return [
+        Column("id", String(36), primary_key=True),
+        Column("serial", String(64), nullable=False, unique=True),
+        Column("key_algorithm", String(16), nullable=False),
+        Column("certificate_der", LargeBinary, nullable=False),
+        Column("master_key_id", String(64), nullable=False),
+        Column("wrapped_key", LargeBinary, nullable=False),
+        Column("not_before", UtcDateTime, nullable=False),
+        Column("not_after", UtcDateTime, nullable=False, index=True),
+        Column("created_at", UtcDateTime, nullable=False),
+    ]

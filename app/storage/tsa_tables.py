@@ -4,19 +4,10 @@ Time-stamp serial numbers are random (see app/pki/tsp.py), so nothing is written
 
 from __future__ import annotations
 
-from sqlalchemy import Column, LargeBinary, String, Table
+from sqlalchemy import Table
 
-from app.storage.tables import UtcDateTime, metadata
+from app.storage.tables import metadata, signer_columns
 
 tsa_signers = Table(
-    "tsa_signers", metadata,
-    Column("id", String(36), primary_key=True),
-    Column("serial", String(64), nullable=False, unique=True),
-    Column("key_algorithm", String(16), nullable=False),
-    Column("certificate_der", LargeBinary, nullable=False),
-    Column("master_key_id", String(64), nullable=False),
-    Column("wrapped_key", LargeBinary, nullable=False),
-    Column("not_before", UtcDateTime, nullable=False),
-    Column("not_after", UtcDateTime, nullable=False, index=True),
-    Column("created_at", UtcDateTime, nullable=False),
+    "tsa_signers", metadata, *signer_columns(),
 )
