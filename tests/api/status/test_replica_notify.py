@@ -8,31 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.x509 import ocsp
 from sqlalchemy import text
 
-from app.main import create_app
 from app.services.status import StatusService
 from app.storage.status_listener import CHANNEL, PgChangeListener
 from tests.support.app import Service
 from tests.support.bank import Bank
 from tests.support.status import issue, ocsp_request, post_ocsp, revoke
-
-
-@pytest.fixture
-async def replica(service: Service) -> AsyncIterator[Service]:
-    """A second serving app on the same database and data directory."""
-    app = create_app(service.settings, clock=service.clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport,
-                                     base_url="http://certcloud.test") as http:
-            yield Service(app, http, app.state.container, service.clock, service.settings)
 
 
 def _status(service: Service) -> StatusService:

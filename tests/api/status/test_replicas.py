@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.x509 import ocsp
 from sqlalchemy import insert, update
 
-from app.main import create_app
 from app.services.status import StatusService
 from app.storage.status_tables import status_replicas
 from tests.support.app import Service
 from tests.support.bank import Bank
 from tests.support.status import OCSP_REQUEST, get_path, issue, ocsp_request, post_ocsp, revoke
-
-
-@pytest.fixture
-async def replica(service: Service) -> AsyncIterator[Service]:
-    """A second serving process on the same database and data directory."""
-    app = create_app(service.settings, clock=service.clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport,
-                                     base_url="http://certcloud.test") as http:
-            yield Service(app, http, app.state.container, service.clock, service.settings)
 
 
 def _status(service: Service) -> StatusService:
