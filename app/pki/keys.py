@@ -38,6 +38,16 @@ def generate_user_key(algorithm: KeyAlgorithm) -> UserPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def generate_service_key(algorithm: str, purpose: str) -> UserPrivateKey:
+    """A fresh key for one of the CA's own services (``purpose``: the OCSP responder, the
+    TSA) from its configured name, ``rsa2048`` or ``p256``; ValueError for anything else."""
+    if algorithm == "rsa2048":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"unknown {purpose} key algorithm {algorithm!r}")
+
+
 def private_key_to_der(key: UserPrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())

@@ -11,15 +11,12 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from app.pki.ca import authority_key_identifier, issued_by, service_subject
+from app.pki.keys import generate_service_key
 
 
 def generate_responder_key(algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     """A fresh responder key: ``rsa2048`` or ``p256``."""
-    if algorithm == "rsa2048":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if algorithm == "p256":
-        return ec.generate_private_key(ec.SECP256R1())
-    raise ValueError(f"unknown responder key algorithm {algorithm!r}")
+    return generate_service_key(algorithm, "responder")
 
 
 def issue_responder_certificate(

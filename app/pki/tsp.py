@@ -23,7 +23,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from app.pki.ca import authority_key_identifier, issued_by, service_subject
 from app.pki.cms import signature_algorithm, signing_certificate_v2
-from app.pki.keys import UserPrivateKey
+from app.pki.keys import UserPrivateKey, generate_service_key
 from app.pki.signing import DIGEST_SIZES, HashName, Mechanism, digest, sign_digest
 
 MAX_REQUEST_BYTES = 4096  # a TimeStampReq with a SHA-512 imprint is ~100 bytes
@@ -174,11 +174,7 @@ def unavailable(text: str) -> bytes:
 
 
 def generate_tsa_key(algorithm: str) -> UserPrivateKey:
-    if algorithm == "rsa2048":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if algorithm == "p256":
-        return ec.generate_private_key(ec.SECP256R1())
-    raise ValueError(f"unknown TSA key algorithm {algorithm!r}")
+    return generate_service_key(algorithm, "TSA")
 
 
 def issue_tsa_certificate(
