@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,8 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import IdentityCheckClient, IdentityCheckDep, SignatureVerificationDep
-from app.domain.errors import InvalidInput
 from app.domain.serials import serial_hex
+from app.routers.encoding import base64_field, optional_base64_field
 from app.routers.problem_catalog import responses_for
 from app.services.issuer import pem_of
 from app.services.signature_verification import VerifyRequest, VerifyResult
@@ -123,15 +121,6 @@ class IdentityCheckReply(BaseModel):
     match: bool = Field(description="Whether the RRN is the one bound in the certificate's VID")
 
 
-def _b64(value: str | None, field: str) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{field} is not valid base64", code="base64_invalid") from None
-
-
 @router.post(
     "/signatures/verify", response_model=VerifyReply, operation_id="verify_signature",
     summary="Verify a signature and the signer's certificate status at signing time and now",
@@ -145,12 +134,11 @@ def _b64(value: str | None, field: str) -> bytes | None:
     responses=responses_for("verify_signature"))
 async def verify_signature(body: VerifyBody, request: Request,
                            verification: SignatureVerificationDep) -> JSONResponse:
-    signature = _b64(body.signature, "signature")
-    assert signature is not None
+    signature = base64_field(body.signature, "signature")
     source = request.client.host if request.client else "unknown"
     result = await verification.verify(VerifyRequest(
-        signature=signature, format=body.format, data=_b64(body.data, "data"),
-        digest=_b64(body.digest, "digest"), hash_name=body.digest_algorithm,
+        signature=signature, format=body.format, data=optional_base64_field(body.data, "data"),
+        digest=optional_base64_field(body.digest, "digest"), hash_name=body.digest_algorithm,
         pss=body.padding == "pss", certificate_pem=body.certificate_pem,
         serial=body.serial), source=source)
     return JSONResponse(VerifyReply.of(result).model_dump(mode="json"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any, Literal
 
 from fastapi import APIRouter
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.deps import ClockDep, SignClient, SigningDep
 from app.domain.errors import InvalidInput
+from app.routers.encoding import optional_base64_field
 from app.routers.problem_catalog import responses_for
 from app.routers.schemas import CertificatePublic
 from app.services.signing import (
@@ -86,25 +86,17 @@ class SignaturePublic(BaseModel):
                           "`include_r` (null for a certificate issued without a VID)")
 
 
-def _b64(value: str, field: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{field} is not valid base64", code="base64_invalid") from None
-
-
 def _payloads(body: SignatureCreate) -> tuple[list[Payload], bool]:
     """The payloads and whether this is a batch request."""
     if body.items is not None:
         if body.data is not None or body.digest is not None:
             raise InvalidInput("give items, or data or digest, not both",
                                code="payload_required")
-        return [Payload(data=None if item.data is None else _b64(item.data, f"items[{i}].data"),
-                        digest=(None if item.digest is None
-                                else _b64(item.digest, f"items[{i}].digest")))
+        return [Payload(data=optional_base64_field(item.data, f"items[{i}].data"),
+                        digest=optional_base64_field(item.digest, f"items[{i}].digest"))
                 for i, item in enumerate(body.items)], True
-    return [Payload(data=None if body.data is None else _b64(body.data, "data"),
-                    digest=None if body.digest is None else _b64(body.digest, "digest"))], False
+    return [Payload(data=optional_base64_field(body.data, "data"),
+                    digest=optional_base64_field(body.digest, "digest"))], False
 
 
 @router.post(
